@@ -1,0 +1,205 @@
+"""Command line: ``codeintel index | search | status``.
+
+Errors a user can cause print one line and exit with code 2; Ctrl-C exits 130 and leaves the
+previously published index untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import msgspec
+
+from codeintel.errors import CodeIntelError, InputError
+
+__all__ = ["main"]
+
+DEFAULT_INDEX = ".codeintel"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + traceback-ish noise
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _index_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--index",
+        default=os.environ.get("CODEINTEL_INDEX", DEFAULT_INDEX),
+        help=f"index directory (default: $CODEINTEL_INDEX or {DEFAULT_INDEX})",
+    )
+    p.add_argument("--config", help="settings TOML file (default: $CODEINTEL_CONFIG)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="codeintel", description="Index source repositories and search them.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("index", help="index (or incrementally re-index) a repository or folder")
+    p.add_argument("path", help="repository checkout or plain folder")
+    _index_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="report files, chunks and an estimated time; embed nothing")
+    p.add_argument("--compact", action="store_true", help="fold the secondary dense index into the primary")
+    p.add_argument("--rebuild", action="store_true", help="ignore the previous version and build from scratch")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="extra gitignore-style exclude (repeatable)")
+    p.add_argument("--max-file-bytes", type=int, help="skip files larger than this")
+    p.add_argument("--cache", help="embedding cache file (default: INDEX/cache/embeddings.duckdb)")
+    p.add_argument("--show-skipped", action="store_true", help="list every skipped file with its reason")
+
+    p = sub.add_parser("search", help="search an index")
+    p.add_argument("query")
+    _index_arg(p)
+    p.add_argument("-k", "--k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only paths matching (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="drop paths matching (repeatable)")
+    p.add_argument("--lang", action="append", default=[], metavar="LANG", help="only these languages (repeatable)")
+
+    p = sub.add_parser("status", help="describe the published index")
+    _index_arg(p)
+    return parser
+
+
+def _settings(args):
+    from codeintel.config import load_settings
+
+    settings = load_settings(args.config)
+    if getattr(args, "exclude", None) and args.command == "index":
+        settings = msgspec.structs.replace(
+            settings, walk=msgspec.structs.replace(settings.walk, extra_exclude=tuple(args.exclude))
+        )
+    if getattr(args, "max_file_bytes", None):
+        if args.max_file_bytes <= 0:
+            raise InputError("--max-file-bytes must be positive")
+        settings = msgspec.structs.replace(settings, walk=msgspec.structs.replace(settings.walk, max_file_bytes=args.max_file_bytes))
+    return settings
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(obj)).decode() + "\n")
+
+
+def cmd_index(args) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from codeintel.indexing.pipeline import Indexer
+
+    settings = _settings(args)
+    console = Console(stderr=True)
+    labels = {"read": "reading files", "chunk": "chunking", "embed": "embedding"}
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=args.json,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total, rate="")
+            task = bar.tasks[tasks[stage]]
+            rate = f"{done / task.elapsed:.1f}/s" if stage == "embed" and task.elapsed else ""
+            bar.update(tasks[stage], completed=done, total=total, rate=rate)
+
+        indexer = Indexer(settings, cache_path=Path(args.cache) if args.cache else None)
+        report = indexer.run(args.path, args.index, dry_run=args.dry_run, compact=args.compact, rebuild=args.rebuild, progress=progress)
+    if args.json:
+        _print_json(report)
+        return 0
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items(), key=lambda kv: -kv[1])) or "none"
+    commit = f"@{report.commit[:12]}" if report.commit else ""
+    if report.dry_run:
+        print(f"dry run: {report.repo}{commit}: {report.files} files, {report.changed_files} new or changed, "
+              f"{report.removed_files} removed; {report.new_chunks} chunks to write, "
+              f"{report.new_chunks - report.reused_embeddings} to embed; skipped: {skipped}; "
+              f"estimated {report.estimated_seconds:.0f} s")
+    elif report.up_to_date:
+        print(f"up to date: {report.repo}{commit}: {report.files} files, {report.chunks} chunks (version {report.version}); "
+              f"nothing embedded; {report.seconds:.1f} s")
+    else:
+        print(f"indexed {report.repo}{commit} into {report.index} (version {report.version}): "
+              f"{report.files} files ({report.changed_files} changed, {report.removed_files} removed), "
+              f"{report.chunks} chunks (+{report.new_chunks} -{report.removed_chunks}), "
+              f"{report.embedded} embedded, {report.reused_embeddings} reused; skipped: {skipped}; "
+              f"{report.dense_type} dense{' (compacted)' if report.compacted else ''}; {report.seconds:.1f} s")
+    if args.show_skipped:
+        for uri, reason in report.skipped_files:
+            print(f"  skipped {uri}: {reason}")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from codeintel.retrieval.searcher import Searcher
+    from codeintel.storage.scope import Scope
+
+    settings = _settings(args)
+    scope = Scope(include=tuple(args.include), exclude=tuple(args.exclude), languages=tuple(args.lang))
+    searcher = Searcher(args.index, settings)
+    try:
+        result = searcher.search(args.query, k=args.k, mode=args.mode, scope=scope)
+    finally:
+        searcher.close()
+    if args.json:
+        _print_json(result)
+        return 0
+    if not result.hits:
+        print("no hits")
+    for n, hit in enumerate(result.hits, 1):
+        symbol = f"  {hit.symbol}" if hit.symbol else ""
+        print(f"{n:>2}. {hit.uri}:{hit.start_line}-{hit.end_line}{symbol}  score={hit.score:.4f}")
+    stages = " ".join(f"{name}={ms:.0f}ms" for name, ms in result.timings_ms.items())
+    print(f"[{result.mode}] {stages}", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from codeintel.storage.layout import IndexLayout
+
+    paths = IndexLayout(args.index).current()
+    manifest = paths.read_manifest()
+    if args.json:
+        _print_json({"version": paths.name, "path": str(paths.root), **msgspec.to_builtins(manifest)})
+        return 0
+    m = manifest
+    commit = f"@{m.repo.commit[:12]}" if m.repo.commit else " (not a git checkout)"
+    print(f"index {args.index}: version {paths.name}, built {m.built_at}")
+    print(f"  repo     {m.repo.name}{commit} from {m.repo.root}")
+    print(f"  content  {m.files} files, {m.chunks} chunks; skipped {sum(m.skipped.values())}")
+    print(f"  dense    {m.dense_type}: {m.dense_primary} primary + {m.dense_secondary} secondary vectors")
+    print(f"  lexical  {m.lexical_docs} Lucene docs")
+    c = m.contract
+    print(f"  contract {c.model_id} dim={c.dim} {c.dtype} normalized={c.normalized} metric={c.metric} max_tokens={c.max_tokens}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status}[args.command]
+    try:
+        return handler(args)
+    except CodeIntelError as exc:
+        print(f"codeintel: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("codeintel: interrupted; the previously published index is untouched", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

