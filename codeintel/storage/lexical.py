@@ -67,6 +67,7 @@ def start_jvm(settings: LexicalSettings = LexicalSettings()) -> None:
             "FSDirectory": "org.apache.lucene.store.FSDirectory",
             "Paths": "java.nio.file.Paths",
             "IndexWriter": "org.apache.lucene.index.IndexWriter",
+            "DirectoryReader": "org.apache.lucene.index.DirectoryReader",
             "IndexWriterConfig": "org.apache.lucene.index.IndexWriterConfig",
             "Term": "org.apache.lucene.index.Term",
             "TermQuery": "org.apache.lucene.search.TermQuery",
@@ -142,10 +143,13 @@ class LexicalIndex:
         pending.clear()
         return n
 
+    def _fs_directory(self):
+        return _cls("FSDirectory").open(_cls("Paths").get(str(self.directory)))
+
     def delete(self, ids: Sequence[int]) -> None:
         if not ids:
             return
-        directory = _cls("FSDirectory").open(_cls("Paths").get(str(self.directory)))
+        directory = self._fs_directory()
         writer = _cls("IndexWriter")(directory, _cls("IndexWriterConfig")(_cls("EnglishAnalyzer").newDefaultInstance()))
         try:
             term, term_query = _cls("Term"), _cls("TermQuery")
@@ -170,8 +174,12 @@ class LexicalIndex:
         return self._searcher
 
     def count(self) -> int:
-        with self._search_lock:
-            return int(self._open().get_total_num_docs())
+        """Live documents (Anserini's total counts field statistics, which include deleted docs)."""
+        reader = _cls("DirectoryReader").open(self._fs_directory())
+        try:
+            return int(reader.numDocs())
+        finally:
+            reader.close()
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """BM25 top-k (chunk id, score) over contents and the boosted symbols field."""

@@ -1,0 +1,44 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Re-install whenever the dependency pins change.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export RAY_AUTH_MODE := disabled
+export RAY_USAGE_STATS_ENABLED := 0
+
+DEMO_INDEX ?= .codeintel
+DEMO_REPO  ?= .
+DEMO_QUERY ?= how does incremental reindexing decide which files to re-embed
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch is pinned (CPU wheel) in pyproject.toml; an unpinned torch would pull GBs of CUDA wheels.
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# pyserini only for its Anserini jar: its full dependency tree is 2.2 GB, we need none of it.
+	$(BIN)/python -m pip install -q --no-deps pyserini==1.6.0
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/codeintel index $(DEMO_REPO) --index $(DEMO_INDEX)
+	$(BIN)/codeintel status --index $(DEMO_INDEX)
+	$(BIN)/codeintel search "$(DEMO_QUERY)" --index $(DEMO_INDEX) -k 5
+
+bench: install
+	$(BIN)/python benchmarks/index_bench.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_INDEX) .pytest_cache

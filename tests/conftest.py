@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from codeintel.config import MINILM_L6, EmbeddingContract  # noqa: E402
+from codeintel.embedding import SentenceTransformerEmbedder  # noqa: E402
+
+
+class RecordingEmbedder:
+    """The real embedder, recording every text it was asked to embed (a spy, not a fake)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.contract: EmbeddingContract = inner.contract
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return self.inner.embed(texts)
+
+    @property
+    def texts(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(MINILM_L6, batch_size=16)
+
+
+@pytest.fixture
+def embedder(real_embedder) -> RecordingEmbedder:
+    return RecordingEmbedder(real_embedder)
+
+
+def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(textwrap.dedent(content).lstrip("\n"))
+    return root
+
+
+def git_init(root: Path, remote: str | None = None) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    subprocess.run(["git", "init", "-q", str(root)], check=True, env=env)
+    if remote:
+        subprocess.run(["git", "-C", str(root), "remote", "add", "origin", remote], check=True, env=env)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True, env=env)
+    subprocess.run(["git", "-C", str(root), "commit", "-qm", "init"], check=True, env=env)
+    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+SMALL_REPO: dict[str, str] = {
+    "app/logging_setup.py": '''
+        import logging
+
+
+        def configure_logging(level="INFO"):
+            """Configure the root logger for the application."""
+            logger = logging.getLogger(__name__)
+            logger.setLevel(level)
+            return logger
+        ''',
+    "app/http_client.py": '''
+        class HttpClient:
+            """Sends HTTP requests with retries."""
+
+            def __init__(self, base_url, retries=3):
+                self.base_url = base_url
+                self.retries = retries
+
+            def send_request(self, method, path):
+                url = self.base_url + path
+                for attempt in range(self.retries):
+                    response = self._do(method, url)
+                    if response.ok:
+                        return response
+                raise ConnectionError(url)
+        ''',
+    "app/config.py": '''
+        import json
+
+
+        def load_config(path):
+            """Read the JSON configuration file."""
+            with open(path) as handle:
+                return json.load(handle)
+        ''',
+    "web/main.js": '''
+        export function renderPage(title) {
+          return `<h1>${title}</h1>`;
+        }
+
+        export class Router {
+          route(path) {
+            return path.split("/");
+          }
+        }
+        ''',
+    "README.md": '''
+        # Demo app
+
+        A tiny application used by the codeintel tests.
+        It configures logging, loads JSON config and sends HTTP requests.
+        ''',
+}
+
+
+@pytest.fixture
+def small_repo(tmp_path) -> Path:
+    return write_tree(tmp_path / "repo", SMALL_REPO)
