@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codeintel.cli import main
+
+from conftest import write_tree
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "codeintel.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["index", "/definitely/missing"], "path does not exist"),
+        (["search", "q", "--index", "/definitely/missing"], "no index at"),
+        (["status", "--index", "/definitely/missing"], "no index at"),
+        (["search", "q", "--mode", "magic"], "invalid choice"),
+        (["search", "q", "-k", "many"], "invalid int value"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        code = main(args)
+        raise SystemExit(code)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_index_errors_exit_2(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    assert main(["index", str(tmp_path / "file.txt"), "--index", str(tmp_path / "i")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["index", str(tmp_path / "empty"), "--index", str(tmp_path / "i")]) == 2
+    err = capsys.readouterr().err
+    assert "not a directory" in err and "nothing to index" in err
+
+
+def test_index_search_status_end_to_end(small_repo, tmp_path):
+    index = tmp_path / "idx"
+    dry = run_cli("index", str(small_repo), "--index", str(index), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run" in dry.stdout and "estimated" in dry.stdout and not index.exists()
+
+    done = run_cli("index", str(small_repo), "--index", str(index), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["files"] == 5 and report["chunks"] > 0
+
+    again = run_cli("index", str(small_repo), "--index", str(index))
+    assert again.returncode == 0 and again.stdout.startswith("up to date")
+
+    found = run_cli("search", "send an http request with retries", "--index", str(index), "-k", "3")
+    assert found.returncode == 0, found.stderr
+    first = found.stdout.splitlines()[0]
+    assert "app/http_client.py:1-" in first and "HttpClient" in first
+
+    scoped = run_cli("search", "function", "--index", str(index), "--lang", "javascript", "--json", "--mode", "bm25")
+    hits = json.loads(scoped.stdout)["hits"]
+    assert hits and {h["uri"] for h in hits} == {"web/main.js"}
+
+    bad = run_cli("search", "x", "--index", str(index), "--include", "src/[oops")
+    assert bad.returncode == 2 and "malformed glob" in bad.stderr and "Traceback" not in bad.stderr
+
+    status = run_cli("status", "--index", str(index))
+    assert status.returncode == 0 and "sentence-transformers/all-MiniLM-L6-v2 dim=384" in status.stdout
+
+
+def test_incompatible_index_dir_exit_2(tmp_path, small_repo, capsys):
+    write_tree(tmp_path / "home", {"notes.txt": "mine\n"})
+    assert main(["index", str(small_repo), "--index", str(tmp_path / "home")]) == 2
+    assert "not a codeintel index directory" in capsys.readouterr().err
