@@ -12,8 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from codeintel.config import MINILM_L6, EmbeddingContract  # noqa: E402
-from codeintel.embedding import SentenceTransformerEmbedder  # noqa: E402
+from codeintel.config import BGE_SMALL, EmbeddingContract  # noqa: E402
+from codeintel.embedding import OnnxEmbedder  # noqa: E402
 
 
 class RecordingEmbedder:
@@ -28,6 +28,9 @@ class RecordingEmbedder:
         self.calls.append(list(texts))
         return self.inner.embed(texts)
 
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        return self.inner.embed_queries(queries)
+
     @property
     def texts(self) -> list[str]:
         return [t for call in self.calls for t in call]
@@ -37,8 +40,8 @@ class RecordingEmbedder:
 
 
 @pytest.fixture(scope="session")
-def real_embedder() -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(MINILM_L6, batch_size=16)
+def real_embedder() -> OnnxEmbedder:
+    return OnnxEmbedder(BGE_SMALL)
 
 
 @pytest.fixture

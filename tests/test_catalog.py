@@ -12,7 +12,7 @@ from codeintel.storage.catalog import Catalog, build_catalog
 from codeintel.storage.chunks import new_chunk_table, read_contract, write_chunks
 from codeintel.storage.scope import Scope
 
-CONTRACT = EmbeddingContract(model_id="test/model", dim=8)
+CONTRACT = EmbeddingContract(model_id="test/model", weights="test-weights", dim=8)
 LANGS = {"py": "python", "ts": "typescript", "md": "markdown"}
 
 

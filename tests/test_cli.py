@@ -74,7 +74,7 @@ def test_index_search_status_end_to_end(small_repo, tmp_path):
     assert bad.returncode == 2 and "malformed glob" in bad.stderr and "Traceback" not in bad.stderr
 
     status = run_cli("status", "--index", str(index))
-    assert status.returncode == 0 and "sentence-transformers/all-MiniLM-L6-v2 dim=384" in status.stdout
+    assert status.returncode == 0 and "BAAI/bge-small-en-v1.5" in status.stdout and "dim=384" in status.stdout
 
 
 def test_incompatible_index_dir_exit_2(tmp_path, small_repo, capsys):

@@ -1,17 +1,18 @@
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from codeintel.config import MINILM_L6, EmbeddingContract, Settings, load_settings
+from codeintel.config import BGE_SMALL, Settings, load_settings
 from codeintel.errors import ContractMismatchError, InputError
 
 
 def test_contract_mismatch_names_field_and_both_values():
-    other = EmbeddingContract(model_id=MINILM_L6.model_id, dim=768)
+    other = msgspec.structs.replace(BGE_SMALL, dim=768)
     with pytest.raises(ContractMismatchError) as exc:
-        MINILM_L6.require_equal(other)
+        BGE_SMALL.require_equal(other)
     assert (exc.value.field, exc.value.index_value, exc.value.configured_value) == ("dim", 384, 768)
-    MINILM_L6.require_equal(EmbeddingContract(model_id=MINILM_L6.model_id, dim=384))
+    BGE_SMALL.require_equal(msgspec.structs.replace(BGE_SMALL))
 
 
 def test_load_settings_from_toml(tmp_path):
@@ -19,8 +20,8 @@ def test_load_settings_from_toml(tmp_path):
     path.write_text("embed_batch_size = 8\n[chunk]\nmax_chars = 1000\n[walk]\nextra_exclude = ['docs/']\n")
     settings = load_settings(path)
     assert settings.embed_batch_size == 8 and settings.chunk.max_chars == 1000 and settings.walk.extra_exclude == ("docs/",)
-    assert settings.embedding == MINILM_L6
-    assert load_settings(None) == Settings() or load_settings(None).embedding == MINILM_L6
+    assert settings.embedding == BGE_SMALL
+    assert load_settings(None) == Settings() or load_settings(None).embedding == BGE_SMALL
 
 
 def test_bad_settings_are_input_errors(tmp_path):

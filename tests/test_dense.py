@@ -7,7 +7,7 @@ from codeintel.config import DenseSettings, EmbeddingContract
 from codeintel.errors import IndexFormatError
 from codeintel.storage.dense import DenseIndex
 
-CONTRACT = EmbeddingContract(model_id="test/model", dim=16)
+CONTRACT = EmbeddingContract(model_id="test/model", weights="test-weights", dim=16)
 
 
 def unit(rng, n, d=16):

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from codeintel.config import MINILM_L6, Settings
+from codeintel.config import BGE_SMALL, Settings
 from codeintel.errors import ContractMismatchError, EmptyRepositoryError, IndexFormatError, InputError
 from codeintel.indexing.pipeline import Indexer
 from codeintel.retrieval.searcher import Searcher
@@ -25,7 +25,7 @@ def test_full_index_then_search_finds_the_right_file(small_repo, tmp_path, embed
     assert report.chunks == report.new_chunks == report.embedded > 0
     paths = IndexLayout(tmp_path / "idx").current()
     manifest = paths.read_manifest()
-    assert manifest.contract == MINILM_L6 and manifest.chunks == report.chunks
+    assert manifest.contract == BGE_SMALL and manifest.chunks == report.chunks
     assert manifest.dense_primary == manifest.lexical_docs == report.chunks
     searcher = Searcher(tmp_path / "idx", embedder=embedder)
     try:
@@ -104,10 +104,14 @@ def test_commit_recorded_and_ids_stable_across_runs(tmp_path, embedder):
 
 
 class ExplodingEmbedder:
-    contract = MINILM_L6
+    """Stands for a user's Ctrl-C in the middle of embedding."""
+
+    contract = BGE_SMALL
 
     def embed(self, texts):
         raise KeyboardInterrupt
+
+    embed_queries = embed
 
 
 def test_interrupted_index_keeps_the_previous_version(small_repo, tmp_path, embedder):
@@ -156,11 +160,11 @@ def test_killed_index_process_keeps_the_previous_version(tmp_path, embedder):
 
 def test_contract_mismatch_fails_naming_both_values(small_repo, tmp_path, embedder):
     Indexer(embedder=embedder).run(small_repo, tmp_path / "idx")
-    other = msgspec.structs.replace(MINILM_L6, dim=768)
+    other = msgspec.structs.replace(BGE_SMALL, dim=768)
     with pytest.raises(ContractMismatchError, match=r"dim: index has 384, configured embedder has 768"):
         Searcher(tmp_path / "idx", Settings(embedding=other))
     with pytest.raises(ContractMismatchError, match="model_id"):
-        Indexer(Settings(embedding=msgspec.structs.replace(MINILM_L6, model_id="other/model")), embedder=embedder).run(small_repo, tmp_path / "idx")
+        Indexer(Settings(embedding=msgspec.structs.replace(BGE_SMALL, model_id="other/model")), embedder=embedder).run(small_repo, tmp_path / "idx")
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, embedder):

