@@ -125,6 +125,8 @@ def cmd_index(args) -> int:
               f"{report.removed_files} removed; {report.new_chunks} chunks to write, "
               f"{report.new_chunks - report.reused_embeddings} to embed; skipped: {skipped}; "
               f"estimated {report.estimated_seconds:.0f} s")
+        if report.chunks_by_directory:
+            print("  chunks by top-level directory: " + ", ".join(f"{d} {n}" for d, n in report.chunks_by_directory.items()))
     elif report.up_to_date:
         print(f"up to date: {report.repo}{commit}: {report.files} files, {report.chunks} chunks (version {report.version}); "
               f"nothing embedded; {report.seconds:.1f} s")

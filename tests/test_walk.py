@@ -107,6 +107,9 @@ def test_repo_info_git_and_plain(tmp_path):
     commit = git_init(repo, remote="git@github.com:acme/widgets.git")
     info = repo_info(repo)
     assert (info.name, info.commit) == ("acme/widgets", commit)
+    local = write_tree(tmp_path / "clone", {"b.py": "b = 1\n"})
+    git_init(local, remote=str(repo) + "/.")
+    assert repo_info(local).name == "clone"  # a local-path remote says nothing about the name
 
 
 def test_repo_info_rejects_missing_and_non_directories(tmp_path):

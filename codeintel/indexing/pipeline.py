@@ -65,6 +65,7 @@ class IndexReport(msgspec.Struct):
     estimated_seconds: float | None = None
     compacted: bool = False
     dense_type: str = ""
+    chunks_by_directory: dict[str, int] = {}  # dry runs: where the chunks come from, largest first
     stage_seconds: dict[str, float] = {}
 
 
@@ -372,6 +373,8 @@ class Indexer:
             finally:
                 cache.close()
         report.reused_embeddings = hits
+        by_dir = Counter(c.uri.split("/", 1)[0] + "/" if "/" in c.uri else "." for c in chunks)
+        report.chunks_by_directory = dict(by_dir.most_common(10))
         report.estimated_seconds = round(time.perf_counter() - started + (len(chunks) - hits) / EMBED_RATE_ESTIMATE + 0.002 * len(chunks), 1)
         return report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
@@ -66,6 +67,18 @@ def _git(root: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://[^/]+/|[^/@:]+@[^/:]+:)(?P<path>.+?)(?:\.git)?/*$")
+
+
+def _name_from_remote(remote: str | None) -> str | None:
+    """owner/name from a URL-like remote (https://host/owner/name.git, git@host:owner/name); None for local paths."""
+    match = _REMOTE.match(remote or "")
+    if not match:
+        return None
+    parts = [p for p in match.group("path").split("/") if p not in ("", ".")]
+    return "/".join(parts[-2:]) if parts else None
+
+
 def repo_info(root: str | os.PathLike[str]) -> RepoInfo:
     """Name and commit of a git checkout, or just the folder name for a plain directory."""
     path = Path(root)
@@ -78,11 +91,7 @@ def repo_info(root: str | os.PathLike[str]) -> RepoInfo:
     name = path.name
     if _git(path, "rev-parse", "--is-inside-work-tree") == "true" and _git(path, "rev-parse", "--show-toplevel") == str(path):
         commit = _git(path, "rev-parse", "HEAD")
-        remote = _git(path, "remote", "get-url", "origin")
-        if remote:
-            tail = remote.rstrip("/").removesuffix(".git").replace(":", "/").split("/")
-            if len(tail) >= 2 and tail[-1]:
-                name = f"{tail[-2]}/{tail[-1]}"
+        name = _name_from_remote(_git(path, "remote", "get-url", "origin")) or name
     return RepoInfo(name=name, root=path, commit=commit)
 
 
