@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     _index_arg(p)
     p.add_argument("-k", "--k", type=int, default=10, help="number of hits (default 10)")
-    p.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    p.add_argument("--mode", default="hybrid+rerank", choices=["dense", "bm25", "hybrid", "hybrid+rerank"])
+    p.add_argument("--files", action="store_true", help="list files (best chunk each) instead of chunks")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only paths matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="drop paths matching (repeatable)")
     p.add_argument("--lang", action="append", default=[], metavar="LANG", help="only these languages (repeatable)")
@@ -158,6 +159,12 @@ def cmd_search(args) -> int:
         return 0
     if not result.hits:
         print("no hits")
+    if args.files:
+        for n, f in enumerate(result.files, 1):
+            hit = result.hits[f.best_chunk]
+            print(f"{n:>2}. {f.uri}  (best: {hit.start_line}-{hit.end_line} {hit.symbol})  score={f.score:.4f}")
+        print(f"[{result.mode}] " + " ".join(f"{k}={v:.0f}ms" for k, v in result.timings_ms.items()), file=sys.stderr)
+        return 0
     for n, hit in enumerate(result.hits, 1):
         symbol = f"  {hit.symbol}" if hit.symbol else ""
         print(f"{n:>2}. {hit.uri}:{hit.start_line}-{hit.end_line}{symbol}  score={hit.score:.4f}")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from codeintel.retrieval.fusion import reciprocal_rank_fusion
+from codeintel.retrieval.fusion import aggregate_files, collapse_overlaps, reciprocal_rank_fusion
 
 
 def test_rrf_sums_reciprocal_ranks():
@@ -34,3 +34,18 @@ def test_rrf_duplicates_count_once_at_best_rank():
 def test_rrf_weights():
     fused = reciprocal_rank_fusion({"dense": [(1, 0.9)], "bm25": [(2, 5.0)]}, weights={"bm25": 2.0})
     assert [i for i, _ in fused] == [2, 1]
+
+
+class Span:
+    def __init__(self, uri, start, end):
+        self.uri, self.start_line, self.end_line = uri, start, end
+
+
+def test_collapse_overlaps_keeps_best_ranked_of_overlapping_chunks():
+    items = [Span("a.md", 51, 110), Span("a.md", 1, 60), Span("b.md", 1, 60), Span("a.md", 101, 150), Span("a.md", 111, 160)]
+    kept = collapse_overlaps(items)
+    assert [(s.uri, s.start_line) for s in kept] == [("a.md", 51), ("b.md", 1), ("a.md", 111)]
+
+
+def test_aggregate_files_first_appearance_best_score():
+    assert aggregate_files([("a.py", 0.9), ("b.py", 0.8), ("a.py", 0.7), ("c.py", 0.1)]) == [("a.py", 0.9), ("b.py", 0.8), ("c.py", 0.1)]

@@ -108,6 +108,20 @@ class Catalog:
             sql += f" LIMIT {int(limit)}"
         return [r[0] for r in self._cursor().execute(sql, params).fetchall()]
 
+    def ids_for_paths(self, paths: Iterable[str], limit: int = 100) -> list[int]:
+        """Chunks of files whose path equals or ends with one of ``paths`` (in the order given)."""
+        ids: list[int] = []
+        for path in paths:
+            escaped = path.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            rows = self._cursor().execute(
+                "SELECT id FROM chunks WHERE uri = ? OR uri LIKE ? ESCAPE '!' ORDER BY uri, start_line LIMIT ?",
+                [path, "%/" + escaped, int(limit)],
+            ).fetchall()
+            ids.extend(r[0] for r in rows if r[0] not in ids)
+            if len(ids) >= limit:
+                break
+        return ids[:limit]
+
     def file_lines(self, uri: str) -> list[ChunkRow]:
         rows = self._cursor().execute(
             f"SELECT {_SELECT} FROM chunks WHERE uri = ? ORDER BY start_line",

@@ -170,14 +170,22 @@ class DenseIndex:
     def ntotal(self) -> int:
         return int(self.primary.ntotal + self.secondary.ntotal)
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """Top-k (id, score) per query over both indexes, de-duplicated by id, best first."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+        """Top-k (id, score) per query over both indexes, de-duplicated by id, best first.
+
+        ``allowed`` restricts the search to those ids inside FAISS (a scope filter before ranking).
+        """
         q = _vectors(queries, self.dim)
+        params = None
+        if allowed is not None:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(_ids(allowed)))
+            if self.manifest.index_type == "IVFFlat":
+                params = faiss.SearchParametersIVF(sel=params.sel, nprobe=int(self.manifest.params.get("nprobe", 64)))
         results: list[dict[int, float]] = [dict() for _ in range(len(q))]
         for index in (self.primary, self.secondary):
             if index.ntotal == 0:
                 continue
-            scores, ids = index.search(q, min(k, index.ntotal))
+            scores, ids = index.search(q, min(k, index.ntotal), params=params)
             for row, (srow, irow) in enumerate(zip(scores, ids)):
                 best = results[row]
                 for score, id_ in zip(srow.tolist(), irow.tolist()):

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+
+from codeintel.errors import InputError, ScopeError
+from codeintel.indexing.pipeline import Indexer
+from codeintel.rerank import OnnxCrossEncoder
+from codeintel.retrieval.searcher import Searcher
+from codeintel.storage.scope import Scope
+
+from conftest import write_tree
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, real_embedder):
+    root = tmp_path_factory.mktemp("corpus")
+    files = {f"py/widget_{i}.py": f"def widget_{i}(size):\n    '''Build widget number {i} of the given size.'''\n    return Widget(size) * {i}\n" for i in range(30)}
+    files |= {f"js/widget{i}.js": f"export function drawWidget{i}(ctx) {{\n  // draw a widget on the canvas\n  ctx.fill({i});\n}}\n" for i in range(4)}
+    files |= {
+        "docs/guide.md": "# Guide\n\nTo parse a date, call the parser with an ISO 8601 string.\n",
+        "util/dates.py": "import datetime\n\n\ndef parse_iso_date(text):\n    return datetime.date.fromisoformat(text)\n",
+    }
+    repo = write_tree(root / "repo", files)
+    Indexer(embedder=real_embedder).run(repo, root / "idx")
+    searcher = Searcher(root / "idx", embedder=real_embedder, reranker=OnnxCrossEncoder())
+    yield searcher
+    searcher.close()
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid", "hybrid+rerank"])
+def test_every_mode_returns_ranked_hits_with_timings(corpus, mode):
+    result = corpus.search("build a widget of a given size", k=5, mode=mode)
+    assert len(result.hits) == 5 and result.mode == mode
+    assert all(h.uri.startswith("py/") for h in result.hits[:3])
+    expected = {"dense": {"embed", "dense"}, "bm25": {"bm25"}, "hybrid": {"embed", "dense", "bm25", "fuse"}, "hybrid+rerank": {"rerank"}}[mode]
+    assert expected <= set(result.timings_ms) and "total" in result.timings_ms
+    assert [f.uri for f in result.files] == list(dict.fromkeys(h.uri for h in result.hits))
+
+
+def test_scope_applies_before_ranking_so_k_hits_come_back(corpus):
+    # unscoped, the 30 python widgets fill the top; scoped to javascript all 4 js files still come back
+    for mode in ("dense", "bm25", "hybrid", "hybrid+rerank"):
+        result = corpus.search("widget", k=4, mode=mode, scope=Scope(languages=("javascript",)))
+        assert sorted(h.uri for h in result.hits) == [f"js/widget{i}.js" for i in range(4)], mode
+    result = corpus.search("widget", k=3, mode="hybrid", scope=Scope(include=("py/**",), exclude=("py/widget_1*.py",)))
+    assert len(result.hits) == 3 and all(h.uri.startswith("py/") and not h.uri.startswith("py/widget_1") for h in result.hits)
+    assert corpus.search("widget", k=3, scope=Scope(include=("nowhere/**",))).hits == []
+
+
+def test_reranker_changes_the_order(corpus):
+    query = "how do I parse an ISO 8601 date"
+    hybrid = corpus.search(query, k=2, mode="hybrid")
+    assert [h.uri for h in hybrid.hits] == ["util/dates.py", "docs/guide.md"]
+    corpus.rerank_weight = 5.0  # let the cross-encoder decide
+    try:
+        reranked = corpus.search(query, k=2, mode="hybrid+rerank")
+    finally:
+        corpus.rerank_weight = 1.0
+    # the cross-encoder prefers the prose answer to the code, and the final order follows it
+    assert [h.uri for h in reranked.hits] == ["docs/guide.md", "util/dates.py"]
+    texts = {h.uri: f"{h.uri} {h.symbol}".strip() + "\n" + h.text for h in reranked.hits}
+    scores = corpus.reranker.score(query, [texts["docs/guide.md"], texts["util/dates.py"]])
+    assert scores[0] > scores[1]
+
+
+def test_path_mentions_pull_in_the_named_file(corpus):
+    result = corpus.search('Traceback:\n  File "/site-packages/util/dates.py", line 4, in parse\nValueError', k=3, mode="hybrid")
+    assert "util/dates.py" in [h.uri for h in result.hits]
+    assert result.retrievers["path"] > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"query": ""}, InputError),
+        ({"query": "x" * 20_001}, InputError),
+        ({"query": "x", "k": 0}, InputError),
+        ({"query": "x", "k": 10_000}, InputError),
+        ({"query": "x", "mode": "magic"}, InputError),
+        ({"query": "x", "scope": Scope(languages=("klingon",))}, ScopeError),
+        ({"query": "x", "scope": Scope(include=("src/[",))}, ScopeError),
+    ],
+)
+def test_bad_requests_are_input_errors(corpus, kwargs, error):
+    with pytest.raises(error):
+        corpus.search(**kwargs)
