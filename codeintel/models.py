@@ -71,8 +71,8 @@ class OnnxBert:
         select maps the batch's first output to one row per input, e.g. ``h[:, 0]`` for the CLS
         vector of a last_hidden_state or the logit of a cross-encoder.
         """
-        pairs = bool(inputs) and isinstance(inputs[0], tuple)
-        self.tokenizer.enable_truncation(max_length=self.max_tokens, strategy="only_second" if pairs else "longest_first")
+        # longest_first: a long query (a pasted issue) and a long chunk are both cut, neither alone
+        self.tokenizer.enable_truncation(max_length=self.max_tokens, strategy="longest_first")
         encodings = self.tokenizer.encode_batch(list(inputs))
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         outputs: np.ndarray | None = None

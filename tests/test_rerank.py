@@ -21,3 +21,9 @@ def test_cross_encoder_ranks_the_relevant_passage_first():
 def test_long_passages_are_truncated():
     reranker = OnnxCrossEncoder()
     assert reranker.score("config", ["x = 1\n" * 5000]).shape == (1,)
+
+
+def test_long_query_and_long_passage_are_both_truncated():
+    reranker = OnnxCrossEncoder()
+    issue = "When I call Dataset.to_netcdf the file is corrupted. " * 200
+    assert reranker.score(issue, ["short", "def to_netcdf(self):\n" + "    pass\n" * 2000]).shape == (2,)

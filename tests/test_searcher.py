@@ -11,14 +11,22 @@ from codeintel.storage.scope import Scope
 from conftest import write_tree
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, real_embedder):
-    root = tmp_path_factory.mktemp("corpus")
+def corpus_files() -> dict[str, str]:
     files = {f"py/widget_{i}.py": f"def widget_{i}(size):\n    '''Build widget number {i} of the given size.'''\n    return Widget(size) * {i}\n" for i in range(30)}
     files |= {f"js/widget{i}.js": f"export function drawWidget{i}(ctx) {{\n  // draw a widget on the canvas\n  ctx.fill({i});\n}}\n" for i in range(4)}
     files |= {
         "docs/guide.md": "# Guide\n\nTo parse a date, call the parser with an ISO 8601 string.\n",
         "util/dates.py": "import datetime\n\n\ndef parse_iso_date(text):\n    return datetime.date.fromisoformat(text)\n",
+    }
+    return files
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, real_embedder):
+    root = tmp_path_factory.mktemp("corpus")
+    files = corpus_files() | {
+        "tests/test_dates.py": "from util.dates import parse_iso_date\n\n\ndef test_parse_iso_date_rejects_week_dates():\n"
+        "    # parse_iso_date fails on week dates like 2024-W01-1\n    parse_iso_date('2024-W01-1')\n",
     }
     repo = write_tree(root / "repo", files)
     Indexer(embedder=real_embedder).run(repo, root / "idx")
@@ -47,26 +55,44 @@ def test_scope_applies_before_ranking_so_k_hits_come_back(corpus):
     assert corpus.search("widget", k=3, scope=Scope(include=("nowhere/**",))).hits == []
 
 
-def test_reranker_changes_the_order(corpus):
+def test_reranker_changes_the_order(tmp_path, real_embedder):
+    Indexer(embedder=real_embedder).run(write_tree(tmp_path / "repo", corpus_files()), tmp_path / "idx")
     query = "how do I parse an ISO 8601 date"
-    hybrid = corpus.search(query, k=2, mode="hybrid")
-    assert [h.uri for h in hybrid.hits] == ["util/dates.py", "docs/guide.md"]
-    corpus.rerank_weight = 5.0  # let the cross-encoder decide
+    searcher = Searcher(tmp_path / "idx", embedder=real_embedder, reranker=OnnxCrossEncoder(), rerank_weight=5.0)
     try:
-        reranked = corpus.search(query, k=2, mode="hybrid+rerank")
+        hybrid = searcher.search(query, k=2, mode="hybrid")
+        reranked = searcher.search(query, k=2, mode="hybrid+rerank")  # weight 5: the cross-encoder decides
+        assert [h.uri for h in hybrid.hits] == ["util/dates.py", "docs/guide.md"]
+        # the cross-encoder prefers the prose answer to the code, and the final order follows it
+        assert [h.uri for h in reranked.hits] == ["docs/guide.md", "util/dates.py"]
+        texts = [f"{h.uri} {h.symbol}".strip() + "\n" + h.text for h in reranked.hits]
+        scores = searcher.reranker.score(query, texts)
+        assert scores[0] > scores[1]
     finally:
-        corpus.rerank_weight = 1.0
-    # the cross-encoder prefers the prose answer to the code, and the final order follows it
-    assert [h.uri for h in reranked.hits] == ["docs/guide.md", "util/dates.py"]
-    texts = {h.uri: f"{h.uri} {h.symbol}".strip() + "\n" + h.text for h in reranked.hits}
-    scores = corpus.reranker.score(query, [texts["docs/guide.md"], texts["util/dates.py"]])
-    assert scores[0] > scores[1]
+        searcher.close()
 
 
 def test_path_mentions_pull_in_the_named_file(corpus):
     result = corpus.search('Traceback:\n  File "/site-packages/util/dates.py", line 4, in parse\nValueError', k=3, mode="hybrid")
     assert "util/dates.py" in [h.uri for h in result.hits]
     assert result.retrievers["path"] > 0
+
+
+def test_bug_reports_prefer_source_over_tests(corpus):
+    report = (
+        "parse_iso_date fails on week dates. Calling parse_iso_date('2024-W01-1') raises ValueError "
+        "instead of returning the Monday of week 1. " * 8
+    )
+    assert len(report) > 400
+    for mode in ("hybrid", "hybrid+rerank"):
+        uris = [f.uri for f in corpus.search(report, k=10, mode=mode).files]
+        assert "util/dates.py" in uris, mode
+        if "tests/test_dates.py" in uris:
+            assert uris.index("util/dates.py") < uris.index("tests/test_dates.py"), mode
+    assert corpus.search(report, k=10, mode="hybrid").files[0].uri == "util/dates.py"
+    # a short question gets no such prior
+    short = [f.uri for f in corpus.search("test for week dates", k=5, mode="hybrid").files]
+    assert short[0] == "tests/test_dates.py"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import re
 
 import msgspec
 
-__all__ = ["PreparedQuery", "prepare_query", "mentioned_paths"]
+__all__ = ["PreparedQuery", "prepare_query", "mentioned_paths", "is_auxiliary_path", "LONG_QUERY_CHARS"]
 
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.(?:py|pyi|js|jsx|ts|tsx|go|rs|java|c|h|cc|cpp|hpp|rb|md|rst|toml|yaml|yml|cfg|ini|json))\b")
 _DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\b")
@@ -32,10 +32,18 @@ _STOP = frozenset(
 )
 
 
+LONG_QUERY_CHARS = 400
+
+
 class PreparedQuery(msgspec.Struct, frozen=True):
     text: str  # as typed (trimmed); what the dense retriever and the reranker read
     lexical: str  # condensed for BM25
     paths: tuple[str, ...]  # file paths or module paths the text mentions
+
+    @property
+    def is_report(self) -> bool:
+        """A pasted issue or bug report rather than a question: the answer is code to change."""
+        return len(self.text) >= LONG_QUERY_CHARS
 
 
 def _is_compound(token: str) -> bool:
@@ -66,7 +74,7 @@ def mentioned_paths(text: str) -> tuple[str, ...]:
 def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
     text = query.strip()
     paths = mentioned_paths(text)
-    if len(text) < 400:
+    if len(text) < LONG_QUERY_CHARS:
         return PreparedQuery(text=text, lexical=text, paths=paths)
     code = " ".join(m.group(0) for m in _FENCE.finditer(text))
     prose = _FENCE.sub(" ", text)
@@ -87,3 +95,14 @@ def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
         if len(terms) >= max_terms:
             break
     return PreparedQuery(text=text, lexical=" ".join(terms), paths=paths)
+
+
+_AUX_DIRS = frozenset({"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmarks", "asv_bench", "ci"})
+_AUX_FILE = re.compile(r"(^test_.*|.*_test\.\w+|.*\.(spec|test)\.[jt]sx?|conftest\.py|changes.*|changelog.*|history.*|whats-new.*)$", re.I)
+_DOC_SUFFIX = (".md", ".rst", ".txt", ".adoc")
+
+
+def is_auxiliary_path(uri: str) -> bool:
+    """Tests, docs, examples and changelogs: rarely where a reported bug gets fixed."""
+    parts = uri.lower().split("/")
+    return bool(_AUX_DIRS.intersection(parts[:-1])) or bool(_AUX_FILE.match(parts[-1])) or parts[-1].endswith(_DOC_SUFFIX)

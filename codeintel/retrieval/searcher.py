@@ -17,7 +17,7 @@ from codeintel.embedding import Embedder, create_embedder
 from codeintel.errors import InputError
 from codeintel.rerank import Reranker, create_reranker
 from codeintel.retrieval.fusion import aggregate_files, collapse_overlaps, reciprocal_rank_fusion
-from codeintel.retrieval.query import prepare_query
+from codeintel.retrieval.query import is_auxiliary_path, prepare_query
 from codeintel.retrieval.retrievers import DenseRetriever, LexicalRetriever, PathRetriever, Retriever, RetrieverResult
 from codeintel.storage.catalog import Catalog, ChunkRow
 from codeintel.storage.dense import DenseIndex, set_search_threads
@@ -32,6 +32,9 @@ MAX_K = 200
 MAX_QUERY_CHARS = 20_000
 # RRF weights; "path" (files the query names) is a hint, not a retriever of its own standing
 FUSION_WEIGHTS = {"dense": 1.0, "bm25": 1.0, "path": 0.5}
+# For a pasted bug report, tests/docs/changelogs echo the report's words but are rarely the place to
+# change: their fused scores are scaled by this before the cut.
+REPORT_AUXILIARY_FACTOR = 0.5
 
 
 class Hit(msgspec.Struct, frozen=True):
@@ -144,9 +147,13 @@ class Searcher:
         timings["fuse"] = _ms(t)
 
         t = time.perf_counter()
-        rows = collapse_overlaps(self.catalog.query_by_ids([i for i, _ in fused[: depth * 2]], scope))[:depth]
+        rows = collapse_overlaps(self.catalog.query_by_ids([i for i, _ in fused[: depth * 2]], scope))
         timings["hydrate"] = _ms(t)
         scores = dict(fused)
+        demote = prepared.is_report and len(ranked) > 1
+        if demote:
+            rows, scores = _demote_auxiliary(rows, scores)
+        rows = rows[:depth]
 
         if rerank and rows:
             # The cross-encoder (trained on web questions, not code) is one more ranked list, fused
@@ -159,6 +166,8 @@ class Searcher:
             by_id = {row.id: row for row in rows}
             rows = [by_id[i] for i, _ in final]
             scores = dict(final)
+            if demote:
+                rows, scores = _demote_auxiliary(rows, scores)
             timings["rerank"] = _ms(t)
 
         ranks = {r.name: {id_: n for n, (id_, _) in enumerate(r.hits, 1)} for r in results}
@@ -191,6 +200,11 @@ class Searcher:
     def close(self) -> None:
         self.catalog.close()
         self.lexical.close()
+
+
+def _demote_auxiliary(rows: list[ChunkRow], scores: dict[int, float]) -> tuple[list[ChunkRow], dict[int, float]]:
+    scaled = {row.id: scores[row.id] * (REPORT_AUXILIARY_FACTOR if is_auxiliary_path(row.uri) else 1.0) for row in rows}
+    return sorted(rows, key=lambda row: -scaled[row.id]), scaled
 
 
 def _rerank_text(row: ChunkRow) -> str:
