@@ -8,7 +8,7 @@ import numpy as np
 
 from codeintel.config import BGE_SMALL, EmbeddingContract
 from codeintel.errors import ModelUnavailableError
-from codeintel.models import OnnxBert, bundled_model_dir
+from codeintel.models import BundledOnnxModel
 
 __all__ = ["Embedder", "OnnxEmbedder", "create_embedder"]
 
@@ -28,20 +28,12 @@ class Embedder(Protocol):
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray: ...
 
 
-class OnnxEmbedder:
-    """A bundled ONNX encoder, loaded on first use (replicas start fast, tests that never embed pay nothing)."""
+class OnnxEmbedder(BundledOnnxModel):
+    """A bundled ONNX encoder (bge-small by default) with the pooling and normalization of its contract."""
 
     def __init__(self, contract: EmbeddingContract = BGE_SMALL, *, batch_size: int = 16, threads: int | None = None) -> None:
+        super().__init__(contract.weights, contract.max_tokens, batch_size=batch_size, threads=threads)
         self.contract = contract
-        self.batch_size = batch_size
-        self.threads = threads
-        self._model: OnnxBert | None = None
-
-    @property
-    def model(self) -> OnnxBert:
-        if self._model is None:
-            self._model = OnnxBert(bundled_model_dir(self.contract.weights), self.contract.max_tokens, self.threads)
-        return self._model
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

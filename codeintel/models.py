@@ -16,7 +16,7 @@ import numpy as np
 
 from codeintel.errors import ModelUnavailableError
 
-__all__ = ["BUNDLED", "bundled_model_dir", "OnnxBert"]
+__all__ = ["BUNDLED", "bundled_model_dir", "OnnxBert", "BundledOnnxModel"]
 
 # name -> (package shipping it, directory inside the package)
 BUNDLED: dict[str, tuple[str, str]] = {
@@ -58,6 +58,8 @@ class OnnxBert:
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()  # the shipped tokenizer pads everything to 512: 2x slower
+        # longest_first: a long query (a pasted issue) and a long chunk are both cut, neither alone
+        self.tokenizer.enable_truncation(max_length=max_tokens, strategy="longest_first")
         self.max_tokens = max_tokens
 
     def run(
@@ -71,8 +73,6 @@ class OnnxBert:
         select maps the batch's first output to one row per input, e.g. ``h[:, 0]`` for the CLS
         vector of a last_hidden_state or the logit of a cross-encoder.
         """
-        # longest_first: a long query (a pasted issue) and a long chunk are both cut, neither alone
-        self.tokenizer.enable_truncation(max_length=self.max_tokens, strategy="longest_first")
         encodings = self.tokenizer.encode_batch(list(inputs))
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         outputs: np.ndarray | None = None
@@ -92,3 +92,21 @@ class OnnxBert:
                 outputs = np.zeros((len(encodings), *rows.shape[1:]), dtype=np.float32)
             outputs[batch] = rows
         return outputs if outputs is not None else np.zeros((0,), np.float32)
+
+
+class BundledOnnxModel:
+    """Base for models served from a bundled ONNX file, loaded on first use (replicas and tests that
+    never call the model pay nothing)."""
+
+    def __init__(self, weights: str, max_tokens: int, *, batch_size: int = 16, threads: int | None = None) -> None:
+        self.weights = weights
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.threads = threads
+        self._model: OnnxBert | None = None
+
+    @property
+    def model(self) -> OnnxBert:
+        if self._model is None:
+            self._model = OnnxBert(bundled_model_dir(self.weights), self.max_tokens, self.threads)
+        return self._model

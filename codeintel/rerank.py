@@ -7,7 +7,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import msgspec
 import numpy as np
 
-from codeintel.models import OnnxBert, bundled_model_dir
+from codeintel.models import BundledOnnxModel
 
 __all__ = ["RerankerSpec", "MS_MARCO_MINILM_L12", "Reranker", "OnnxCrossEncoder", "create_reranker"]
 
@@ -33,18 +33,10 @@ class Reranker(Protocol):
         ...
 
 
-class OnnxCrossEncoder:
+class OnnxCrossEncoder(BundledOnnxModel):
     def __init__(self, spec: RerankerSpec = MS_MARCO_MINILM_L12, *, batch_size: int = 16, threads: int | None = None) -> None:
+        super().__init__(spec.weights, spec.max_tokens, batch_size=batch_size, threads=threads)
         self.spec = spec
-        self.batch_size = batch_size
-        self.threads = threads
-        self._model: OnnxBert | None = None
-
-    @property
-    def model(self) -> OnnxBert:
-        if self._model is None:
-            self._model = OnnxBert(bundled_model_dir(self.spec.weights), self.spec.max_tokens, self.threads)
-        return self._model
 
     def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
         if not passages:

@@ -114,19 +114,23 @@ class ExplodingEmbedder:
     embed_queries = embed
 
 
+def assert_serves(index, version: str, embedder, query: str, uri: str) -> None:
+    """The published version is still `version` and answers `query` with `uri` first."""
+    assert IndexLayout(index).current_name() == version
+    searcher = Searcher(index, embedder=embedder)
+    try:
+        assert searcher.search(query, k=1, mode="bm25").hits[0].uri == uri
+    finally:
+        searcher.close()
+
+
 def test_interrupted_index_keeps_the_previous_version(small_repo, tmp_path, embedder):
     index = tmp_path / "idx"
     first = Indexer(embedder=embedder).run(small_repo, index)
     (small_repo / "app" / "config.py").write_text("def changed():\n    pass\n")
     with pytest.raises(KeyboardInterrupt):
         Indexer(embedder=ExplodingEmbedder()).run(small_repo, index)
-    layout = IndexLayout(index)
-    assert layout.current_name() == first.version
-    searcher = Searcher(index, embedder=embedder)
-    try:
-        assert searcher.search("load_config json", k=1, mode="bm25").hits[0].uri == "app/config.py"
-    finally:
-        searcher.close()
+    assert_serves(index, first.version, embedder, "load_config json", "app/config.py")
     # and the next run succeeds, clearing the half-written build
     Indexer(embedder=embedder).run(small_repo, index)
     assert not list((index / "versions").glob(".build-*"))
@@ -149,13 +153,7 @@ def test_killed_index_process_keeps_the_previous_version(tmp_path, embedder):
     assert proc.poll() is None, "the indexer finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    layout = IndexLayout(index)
-    assert layout.current_name() == first.version
-    searcher = Searcher(index, embedder=embedder)
-    try:
-        assert searcher.search("f1", k=1, mode="bm25").hits[0].uri == "pkg/m1.py"
-    finally:
-        searcher.close()
+    assert_serves(index, first.version, embedder, "f1", "pkg/m1.py")
 
 
 def test_contract_mismatch_fails_naming_both_values(small_repo, tmp_path, embedder):
