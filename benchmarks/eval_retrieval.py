@@ -79,16 +79,19 @@ MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
 DEPTH = 50  # chunks retrieved per query; files are ranked by first appearance among them
 
 
-def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings, embedder) -> dict:
+def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings, embedder, searcher_options: dict) -> dict:
     from codeintel.retrieval.searcher import Searcher
 
+    from codeintel.rerank import create_reranker
+
+    reranker = create_reranker()  # one model for all trees
     per_query: list[dict] = []
     by_pair: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
         by_pair[(r["repo"], r["commit"])].append(r)
     done = 0
     for (repo, commit), pair_rows in sorted(by_pair.items()):
-        searcher = Searcher(index_dir(work, repo, commit), settings, embedder=embedder)
+        searcher = Searcher(index_dir(work, repo, commit), settings, embedder=embedder, reranker=reranker, **searcher_options)
         try:
             for r in pair_rows:
                 gold = set(r["gold_files"])
@@ -192,6 +195,8 @@ def main() -> int:
     parser.add_argument("--index-only", action="store_true")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--rerank-depth", type=int, help="chunks re-scored by the cross-encoder (default: the searcher's)")
+    parser.add_argument("--rerank-weight", type=float, help="weight of the cross-encoder's order in the final fusion")
     args = parser.parse_args()
 
     settings = Settings()
@@ -202,7 +207,8 @@ def main() -> int:
     if args.index_only:
         return 0
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    summary, per_query = evaluate(rows, args.work, modes, settings, embedder)
+    options = {k: v for k, v in {"rerank_depth": args.rerank_depth, "rerank_weight": args.rerank_weight}.items() if v is not None}
+    summary, per_query = evaluate(rows, args.work, modes, settings, embedder, options)
     command = "python benchmarks/eval_retrieval.py " + " ".join(sys.argv[1:])
     write_outputs(summary, per_query, args.out, command, stats)
     print(json.dumps(summary, indent=1))

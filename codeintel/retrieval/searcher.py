@@ -79,7 +79,7 @@ class Searcher:
         embedder: Embedder | None = None,
         reranker: Reranker | None = None,
         rerank_depth: int = 30,
-        rerank_weight: float = 1.0,
+        rerank_weight: float = 0.5,
     ) -> None:
         self.settings = settings
         self.layout = IndexLayout(index_dir)
@@ -157,7 +157,8 @@ class Searcher:
 
         if rerank and rows:
             # The cross-encoder (trained on web questions, not code) is one more ranked list, fused
-            # with the hybrid order by RRF: alone it loses to hybrid on code (measured on dev).
+            # with the hybrid order by RRF at half weight: alone, or at equal weight, it loses to
+            # hybrid on code; at 0.5 it gains (dev flask qa: MRR .851 -> .870, R@10 .822 -> .858).
             t = time.perf_counter()
             logits = self.reranker.score(prepared.text, [_rerank_text(row) for row in rows])
             by_rerank = sorted(((row.id, float(x)) for row, x in zip(rows, logits)), key=lambda kv: -kv[1])
