@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -91,7 +90,7 @@ def test_commit_recorded_and_ids_stable_across_runs(tmp_path, embedder):
     repo = write_tree(tmp_path / "repo", {"a.py": "def alpha():\n    return 1\n"})
     commit = git_init(repo, remote="https://github.com/acme/alpha.git")
     r1 = Indexer(embedder=embedder).run(repo, tmp_path / "i1")
-    r2 = Indexer(embedder=embedder).run(repo, tmp_path / "i2")
+    Indexer(embedder=embedder).run(repo, tmp_path / "i2")
     assert r1.repo == "acme/alpha" and r1.commit == commit
     ids = []
     for idx in ("i1", "i2"):

@@ -35,7 +35,7 @@ __all__ = ["IndexReport", "Indexer", "embed_input", "ProgressFn", "EMBED_RATE_ES
 
 # chunks/s of the CPU embedder on the 2-core reference box (benchmarks/index_bench.py); only
 # used to estimate --dry-run durations.
-EMBED_RATE_ESTIMATE = 12.0
+EMBED_RATE_ESTIMATE = 25.0
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
