@@ -13,7 +13,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 DEMO_INDEX ?= .codeintel
 DEMO_REPO  ?= .
-DEMO_QUERY ?= how does incremental reindexing decide which files to re-embed
+DEMO_QUERY ?= how is a new index version published atomically
 
 .PHONY: install test demo bench clean
 

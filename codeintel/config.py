@@ -92,6 +92,8 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
 
 class WalkSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_file_bytes: int = 1_000_000
+    # JSON/XML/YAML above this are data (fixtures, dumps, results), not configuration
+    max_data_file_bytes: int = 100_000
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES
     extra_exclude: tuple[str, ...] = ()
     respect_gitignore: bool = True

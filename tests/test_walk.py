@@ -55,23 +55,26 @@ def test_skips_binary_large_minified_data_and_symlinks_with_reasons(tmp_path):
             "big.py": "x = 1\n" * 400,
             "bundle.js": "var a=" + "1," * 2000 + "0;\n",
             "data.csv": "a,b\n1,2\n",
+            "results.json": "[" + "1," * 400 + "1]\n",
+            "small.json": '{"a": 1}\n',
             "empty.py": "",
         },
     )
     os.symlink(root / "ok.py", root / "link.py")
     os.symlink(root, root / "loop")  # a symlink loop must not hang the walk
-    settings = WalkSettings(max_file_bytes=1000)
+    settings = WalkSettings(max_file_bytes=1000, max_data_file_bytes=500)
     result = discover(root, settings)
     loaded = [load(c, settings) for c in result.candidates]
     files = [f.uri for f in loaded if isinstance(f, SourceFile)]
     reasons = {s.uri: s.reason for s in result.skipped} | {s.uri: s.reason for s in loaded if not isinstance(s, SourceFile)}
-    assert files == ["ok.py"]
+    assert files == ["ok.py", "small.json"]
     assert reasons == {
         "image.png": "binary",
         "blob.py": "binary",
         "big.py": "too large",
         "bundle.js": "too large" if len("var a=" + "1," * 2000) > 1000 else "minified",
         "data.csv": "data",
+        "results.json": "large data file",
         "empty.py": "empty",
         "link.py": "symlink",
         "loop": "symlink",

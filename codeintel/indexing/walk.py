@@ -19,6 +19,7 @@ from codeintel.indexing.languages import language_for, unindexable_kind
 __all__ = ["RepoInfo", "Candidate", "SourceFile", "Skipped", "WalkResult", "repo_info", "discover", "load"]
 
 _SNIFF_BYTES = 8192
+_DATA_LANGUAGES = frozenset({"json", "xml", "yaml"})
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ def discover(root: Path, settings: WalkSettings) -> WalkResult:
                 result.skipped.append(Skipped(rel, kind))
             elif size > settings.max_file_bytes:
                 result.skipped.append(Skipped(rel, "too large"))
+            elif size > settings.max_data_file_bytes and language_for(rel) in _DATA_LANGUAGES:
+                result.skipped.append(Skipped(rel, "large data file"))
             elif size == 0:
                 result.skipped.append(Skipped(rel, "empty"))
             else:
