@@ -1,9 +1,9 @@
 """The stages of one search, free of I/O.
 
 A caller validates a :class:`SearchRequest`, then runs the retrievers, the hydrator and the reranker
-wherever they live (in this process for the CLI, on Serve replicas for the HTTP service) and hands
-their outputs to the plan, which fuses, selects and assembles. One implementation of the ranking
-logic serves both.
+wherever they live (in this process for the CLI, on Serve replicas for the HTTP service), records
+how long each took in ``plan.timings`` and hands their outputs to the plan, which fuses, selects and
+assembles. One implementation of the ranking logic serves both.
 """
 
 from __future__ import annotations
@@ -134,9 +134,8 @@ class SearchPlan:
         self.timings["fuse"] = _ms(t)
         return [i for i, _ in fused[: self.depth * 2]]
 
-    def select(self, rows: Sequence[ChunkRow], hydrate_ms: float) -> list[ChunkRow]:
+    def select(self, rows: Sequence[ChunkRow]) -> list[ChunkRow]:
         """Hydrated rows (scope applied) -> the candidates, overlaps collapsed, report prior applied."""
-        self.timings["hydrate"] = hydrate_ms
         kept = collapse_overlaps(list(rows))
         if self.demotes:
             kept = self._demote(kept)
@@ -151,7 +150,7 @@ class SearchPlan:
     def rerank_inputs(self, rows: Sequence[ChunkRow]) -> list[str]:
         return [rerank_text(row) for row in rows]
 
-    def apply_rerank(self, rows: Sequence[ChunkRow], logits: Sequence[float], rerank_ms: float) -> list[ChunkRow]:
+    def apply_rerank(self, rows: Sequence[ChunkRow], logits: Sequence[float]) -> list[ChunkRow]:
         """Fuse the cross-encoder's order with the hybrid order by RRF (at ``rerank_weight``).
 
         The cross-encoder was trained on web questions, not code: alone, or at equal weight, it
@@ -165,7 +164,6 @@ class SearchPlan:
         out = [by_id[i] for i, _ in final]
         if self.demotes:
             out = self._demote(out)
-        self.timings["rerank"] = rerank_ms
         return out
 
     def result(self, rows: Sequence[ChunkRow], version: str) -> SearchResult:

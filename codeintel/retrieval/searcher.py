@@ -82,12 +82,12 @@ class Searcher:
         retrievers = self.retrievers()
         ids = plan.fuse([retrievers[name].retrieve(plan.prepared, plan.fetch, allowed) for name in plan.retrievers])
         t = time.perf_counter()
-        rows = plan.select(self.catalog.query_by_ids(ids, plan.scope), 0.0)
+        rows = plan.select(self.catalog.query_by_ids(ids, plan.scope))
         plan.timings["hydrate"] = _ms(t)
         if plan.reranks and rows:
             t = time.perf_counter()
-            logits = self.reranker.score(plan.prepared.text, plan.rerank_inputs(rows))
-            rows = plan.apply_rerank(rows, logits, _ms(t))
+            rows = plan.apply_rerank(rows, self.reranker.score(plan.prepared.text, plan.rerank_inputs(rows)))
+            plan.timings["rerank"] = _ms(t)
         return plan.result(rows, self.paths.name)
 
     def close(self) -> None:
