@@ -1,4 +1,4 @@
 """Ray Serve deployments: thin wrappers that hold state and call into ``codeintel``.
 
-The deployments and the graph builder land with the Serve graph issue.
+``deployments.app:build_app`` composes them behind one FastAPI ingress.
 """

@@ -1,0 +1,1 @@
+"""HTTP service pieces that do not need Ray: problem details, session scopes, readiness, metrics."""

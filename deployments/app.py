@@ -1,0 +1,40 @@
+"""Graph builder: ``serve run deployments.app:build_app index_dir=...`` or via serve_config.yaml."""
+
+from __future__ import annotations
+
+import msgspec
+from ray.serve import Application
+
+from deployments.components import EmbedderDeployment, FaissShard, Hydrator, LexicalRetriever, RerankerDeployment, ScopeStore
+from deployments.ingress import Ingress, IngressConfig
+
+__all__ = ["AppArgs", "build_app"]
+
+
+class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    index_dir: str
+    num_shards: int = 1
+    ingress_replicas: int = 1
+    use_gpu: bool = False  # FAISS shards clone to GPU (and readiness expects them there)
+    retriever_timeout_s: float = 5.0
+    rerank_timeout_s: float = 15.0
+
+
+def build_app(args: dict) -> Application:
+    cfg = msgspec.convert(dict(args), AppArgs, strict=False)
+    shards = [
+        FaissShard.options(name=f"FaissShard{i}", ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0}).bind(
+            cfg.index_dir, i, cfg.num_shards, cfg.use_gpu or None
+        )
+        for i in range(cfg.num_shards)
+    ]
+    config = IngressConfig(retriever_timeout_s=cfg.retriever_timeout_s, rerank_timeout_s=cfg.rerank_timeout_s, expect_gpu=cfg.use_gpu)
+    return Ingress.options(num_replicas=cfg.ingress_replicas).bind(
+        EmbedderDeployment.bind(),
+        shards,
+        LexicalRetriever.bind(cfg.index_dir),
+        Hydrator.bind(cfg.index_dir),
+        RerankerDeployment.bind(),
+        ScopeStore.bind(),
+        msgspec.to_builtins(config),
+    )

@@ -1,0 +1,317 @@
+"""The FastAPI ingress (no `from __future__ import annotations`: FastAPI must see real types): validates, fans out to the back-end deployments in one step, fuses, answers.
+
+All ranking logic is codeintel's SearchPlan; this module only moves data between replicas, applies
+timeouts (a retriever that times out or fails is reported, not fatal) and speaks HTTP.
+"""
+
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+import msgspec
+from fastapi import FastAPI, Header, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from codeintel.errors import InputError
+from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, MODES, SearchPlan, SearchRequest, SearchResult
+from codeintel.retrieval.retrievers import RetrieverResult
+from codeintel.service.metrics import ServiceMetrics
+from codeintel.service.problems import Problem, install_problem_handlers
+from codeintel.service.scopes import ScopeCache
+from codeintel.storage.scope import Scope
+
+__all__ = ["Ingress", "IngressConfig", "api"]
+
+
+class IngressConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    retriever_timeout_s: float = 5.0
+    rerank_timeout_s: float = 15.0
+    rerank_depth: int = 30
+    rerank_weight: float = 0.5
+    expect_gpu: bool = False
+
+
+class ScopeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include: list[str] = Field(default_factory=list, max_length=64)
+    exclude: list[str] = Field(default_factory=list, max_length=64)
+    languages: list[str] = Field(default_factory=list, max_length=64)
+
+    def to_scope(self) -> Scope:
+        return Scope(include=tuple(self.include), exclude=tuple(self.exclude), languages=tuple(self.languages))
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    mode: Literal["dense", "bm25", "hybrid", "hybrid+rerank"] = "hybrid+rerank"
+    scope: ScopeBody | None = None
+
+
+api = FastAPI(
+    title="codeintel",
+    version="0.1.0",
+    description="Hybrid code search (FAISS + Lucene BM25, RRF, cross-encoder rerank) with cited answers.",
+)
+install_problem_handlers(api)
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
+
+
+async def _call(response, timeout: float):
+    """Await a Serve DeploymentResponse with a timeout, cancelling it when time runs out."""
+    try:
+        return await asyncio.wait_for(_await(response), timeout)
+    except asyncio.TimeoutError:
+        response.cancel()
+        raise
+
+
+async def _await(response):
+    return await response
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def _scope_json(scope: Scope) -> dict:
+    return {"include": list(scope.include), "exclude": list(scope.exclude), "languages": list(scope.languages)}
+
+
+@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25})
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, embedder, shards: list, lexical, hydrator, reranker, scopes, config: IngressConfig | dict | None = None) -> None:
+        self.embedder, self.shards, self.lexical = embedder, list(shards), lexical
+        self.hydrator, self.reranker, self.scopes = hydrator, reranker, scopes
+        if isinstance(config, dict):
+            config = msgspec.convert(config, IngressConfig)
+        self.config = config or IngressConfig()
+        self.metrics = ServiceMetrics()
+        self.scope_cache = ScopeCache(ttl_s=1.0)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    async def _session_scope(self, session_id: str | None) -> Scope | None:
+        if not session_id:
+            return None
+        cached, scope = self.scope_cache.get(session_id)
+        if not cached:
+            scope = await self.scopes.get.remote(session_id)
+            self.scope_cache.put(session_id, scope)
+            self.metrics.scope_lookups.labels("hit" if scope is not None else "miss").inc()
+        return scope
+
+    async def _dense(self, plan: SearchPlan, allowed: list[int] | None) -> RetrieverResult:
+        t = time.perf_counter()
+        vector = await self.embedder.embed_queries.remote([plan.prepared.text])
+        embed_ms = _ms(t)
+        t = time.perf_counter()
+        parts = await asyncio.gather(*(s.search.remote(vector, plan.fetch, allowed) for s in self.shards))
+        merged: dict[int, float] = {}
+        for hits in parts:
+            for id_, score in hits:
+                if score > merged.get(id_, float("-inf")):
+                    merged[id_] = score
+        hits = sorted(merged.items(), key=lambda kv: -kv[1])[: plan.fetch]
+        return RetrieverResult("dense", hits, {"embed": embed_ms, "dense": _ms(t)})
+
+    async def _path(self, plan: SearchPlan, allowed: list[int] | None) -> RetrieverResult:
+        t = time.perf_counter()
+        ids = await self.hydrator.ids_for_paths.remote(plan.prepared.paths, 80) if plan.prepared.paths else []
+        allowed_set = None if allowed is None else set(allowed)
+        hits = [(i, 1.0) for i in ids if allowed_set is None or i in allowed_set][:20]
+        return RetrieverResult("path", hits, {"path": _ms(t)})
+
+    async def search_request(self, request: SearchRequest) -> tuple[SearchResult, SearchPlan]:
+        plan = SearchPlan(request, rerank_depth=self.config.rerank_depth, rerank_weight=self.config.rerank_weight)
+        allowed = None
+        if not plan.scope.empty:
+            t = time.perf_counter()
+            allowed = await self.hydrator.ids_in_scope.remote(plan.scope)
+            plan.timings["scope"] = _ms(t)
+        calls: dict[str, Any] = {}
+        for name in plan.retrievers:
+            if name == "dense":
+                calls[name] = self._dense(plan, allowed)
+            elif name == "bm25":
+                calls[name] = _await(self.lexical.retrieve.remote(plan.prepared, plan.fetch, None if allowed is None else frozenset(allowed)))
+            else:
+                calls[name] = self._path(plan, allowed)
+        outcomes = await asyncio.gather(
+            *(asyncio.wait_for(c, self.config.retriever_timeout_s) for c in calls.values()), return_exceptions=True
+        )
+        results: list[RetrieverResult] = []
+        skipped: dict[str, str] = {}
+        for name, outcome in zip(calls, outcomes, strict=True):
+            if isinstance(outcome, asyncio.TimeoutError):
+                skipped[name] = f"timeout: no answer within {self.config.retriever_timeout_s} s"
+            elif isinstance(outcome, BaseException):
+                skipped[name] = f"error: {type(outcome).__name__}"
+            else:
+                results.append(outcome)
+        if not results:
+            raise Problem(503, "Retrievers unavailable", "every retriever failed: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
+        ids = plan.fuse(results, skipped)
+        t = time.perf_counter()
+        rows = plan.select(await self.hydrator.query_by_ids.remote(ids, plan.scope))
+        plan.timings["hydrate"] = _ms(t)
+        if plan.reranks and rows:
+            t = time.perf_counter()
+            try:
+                logits = await _call(self.reranker.score.remote(plan.prepared.text, plan.rerank_inputs(rows)), self.config.rerank_timeout_s)
+                rows = plan.apply_rerank(rows, logits)
+            except asyncio.TimeoutError:
+                plan.skipped["rerank"] = f"timeout: no answer within {self.config.rerank_timeout_s} s"
+            except Exception as exc:  # a failing reranker degrades the answer, it does not fail it
+                plan.skipped["rerank"] = f"error: {type(exc).__name__}"
+            plan.timings["rerank"] = _ms(t)
+        info = await self.hydrator.info.remote()
+        result = plan.result(rows, info["version"])
+        self.metrics.observe_search(result.timings_ms, result.retrievers, result.skipped_retrievers)
+        return result, plan
+
+    def _request(self, body: SearchBody, scope: Scope | None) -> SearchRequest:
+        scope = body.scope.to_scope() if body.scope is not None else (scope or Scope())
+        try:
+            return SearchRequest(query=body.query, k=body.k, mode=body.mode, scope=scope).validate()
+        except InputError as exc:
+            raise Problem(400, "Bad request", str(exc)) from None
+
+    # -- routes -----------------------------------------------------------------------------
+    @api.post("/v1/search")
+    async def search(self, body: SearchBody, x_session_id: str | None = Header(default=None, max_length=128)) -> Response:
+        start = time.perf_counter()
+        status = 200
+        try:
+            result, _ = await self.search_request(self._request(body, await self._session_scope(x_session_id)))
+            return Response(msgspec.json.encode(result), media_type="application/json")
+        except Exception:
+            status = 500
+            raise
+        finally:
+            self.metrics.requests.labels("search", str(status)).inc()
+            self.metrics.latency.labels("search").observe(time.perf_counter() - start)
+
+    @api.post("/v1/answer")
+    async def answer(self, body: SearchBody, request: Request, x_session_id: str | None = Header(default=None, max_length=128)) -> StreamingResponse:
+        """Server-sent events: hit*, token*, citation*, done. Extractive until the generator lands."""
+        search_request = self._request(body, await self._session_scope(x_session_id))
+        trace_id = uuid.uuid4().hex
+        self.metrics.requests.labels("answer", "200").inc()
+
+        async def events():
+            started = time.perf_counter()
+            result, _ = await self.search_request(search_request)
+            for n, hit in enumerate(result.hits, 1):
+                yield _sse("hit", {"n": n, "uri": hit.uri, "start_line": hit.start_line, "end_line": hit.end_line, "symbol": hit.symbol, "score": hit.score})
+            tokens = 0
+            for n, hit in enumerate(result.hits[:3], 1):
+                if await request.is_disconnected():
+                    return
+                snippet = "\n".join(hit.text.split("\n")[:12])
+                text = f"[{n}] {hit.uri}:{hit.start_line}-{hit.end_line}" + (f" ({hit.symbol})" if hit.symbol else "") + f"\n```\n{snippet}\n```\n"
+                yield _sse("token", {"text": text})
+                tokens += 1
+                yield _sse("citation", {"n": n, "uri": hit.uri, "start_line": hit.start_line, "end_line": hit.end_line})
+            yield _sse("done", {"trace_id": trace_id, "mode": "extractive", "hits": len(result.hits), "tokens_out": tokens,
+                                "skipped_retrievers": result.skipped_retrievers, "ms": _ms(started)})
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Trace-Id": trace_id, "Cache-Control": "no-cache"})
+
+    @api.put("/v1/scope")
+    async def put_scope(self, body: ScopeBody, x_session_id: str = Header(max_length=128)) -> JSONResponse:
+        try:
+            scope = await self.scopes.put.remote(x_session_id, body.to_scope())
+        except Exception as exc:
+            cause = getattr(exc, "cause", None) or exc
+            raise Problem(400, "Bad scope", str(cause).splitlines()[-1]) from None
+        self.scope_cache.drop(x_session_id)
+        return JSONResponse({"session_id": x_session_id, "scope": _scope_json(scope)})
+
+    @api.get("/v1/scope")
+    async def get_scope(self, x_session_id: str = Header(max_length=128)) -> JSONResponse:
+        scope = await self.scopes.get.remote(x_session_id)
+        if scope is None:
+            raise Problem(404, "Unknown session", f"no scope is set for session {x_session_id!r} (or it expired)")
+        return JSONResponse({"session_id": x_session_id, "scope": _scope_json(scope)})
+
+    @api.delete("/v1/scope", status_code=204)
+    async def delete_scope(self, x_session_id: str = Header(max_length=128)) -> Response:
+        if not await self.scopes.delete.remote(x_session_id):
+            raise Problem(404, "Unknown session", f"no scope is set for session {x_session_id!r}")
+        self.scope_cache.drop(x_session_id)
+        return Response(status_code=204)
+
+    @api.get("/v1/status")
+    async def status(self) -> JSONResponse:
+        info = await self.hydrator.info.remote()
+        shards = await asyncio.gather(*(s.info.remote() for s in self.shards))
+        built = info["built_at"]
+        return JSONResponse({"index": info, "shards": shards, "freshness": {"built_at": built, "commit": info["commit"]}})
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz(self) -> JSONResponse:
+        report = await self.readiness()
+        return JSONResponse(report, status_code=503 if report["mode"] == "down" else 200)
+
+    async def readiness(self) -> dict:
+        async def probe(name: str, response) -> tuple[str, dict]:
+            try:
+                return name, {"ok": True, **(await _call(response, 5.0))}
+            except Exception as exc:
+                return name, {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
+
+        probes = [probe("embedder", self.embedder.info.remote()), probe("hydrator", self.hydrator.info.remote()),
+                  probe("lexical", self.lexical.info.remote()), probe("reranker", self.reranker.info.remote()),
+                  probe("scope_store", self.scopes.info.remote())]
+        probes += [probe(f"faiss_shard_{i}", s.info.remote()) for i, s in enumerate(self.shards)]
+        checks = dict(await asyncio.gather(*probes))
+        down: list[str] = []
+        degraded: list[str] = []
+        if not checks["hydrator"]["ok"]:
+            down.append("index unreadable")
+        shard_checks = [v for k, v in checks.items() if k.startswith("faiss_shard_")]
+        if not all(c["ok"] for c in shard_checks):
+            down.append("a FAISS shard is unavailable")
+        if checks["embedder"]["ok"] and checks["hydrator"]["ok"]:
+            dims = {"embedder": checks["embedder"]["dim"], "parquet": checks["hydrator"]["parquet_dim"]}
+            dims |= {f"faiss_shard_{i}": c["dim"] for i, c in enumerate(shard_checks) if c["ok"]}
+            checks["dimensions"] = {"ok": len(set(dims.values())) == 1, **dims}
+            if not checks["dimensions"]["ok"]:
+                down.append(f"dimension mismatch {dims}")
+        else:
+            down.append("embedder unavailable")
+        if not checks["lexical"]["ok"] or checks["lexical"].get("failing"):
+            degraded.append("lexical retriever down")
+        if not checks["reranker"]["ok"]:
+            degraded.append("reranker down")
+        if self.config.expect_gpu:
+            cpu = [k for k, v in checks.items() if k.startswith("faiss_shard_") and v.get("ok") and not v.get("gpu")]
+            if cpu:
+                degraded.append(f"{', '.join(cpu)} on CPU instead of GPU")
+        gpu = sum(1 for c in shard_checks if c.get("gpu"))
+        self.metrics.faiss_gpu.set(gpu)
+        self.metrics.faiss_shards.set(len(shard_checks))
+        mode = "down" if down else "degraded" if degraded else "ready"
+        return {"mode": mode, "reasons": down + degraded, "checks": checks}
+
+    @api.get("/metrics")
+    async def metrics(self) -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(self.metrics.registry).decode(), media_type="text/plain; version=0.0.4")
+
+
+assert set(MODES) == {"dense", "bm25", "hybrid", "hybrid+rerank"}  # keep SearchBody.mode in step
