@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from ray.serve import Application
 
 from deployments.components import EmbedderDeployment, FaissShard, Hydrator, LexicalRetriever, RerankerDeployment, ScopeStore
 from deployments.ingress import Ingress, IngressConfig
 
-__all__ = ["AppArgs", "build_app"]
+__all__ = ["AppArgs", "build_app", "build_graph"]
 
 
 class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -20,21 +22,31 @@ class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rerank_timeout_s: float = 15.0
 
 
-def build_app(args: dict) -> Application:
-    cfg = msgspec.convert(dict(args), AppArgs, strict=False)
+def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) -> Application:
+    """The deployment graph; ``options`` overrides ``.options(...)`` per deployment name (tests inject faults)."""
+    options = options or {}
+
+    def opt(deployment, key: str, **defaults):
+        return deployment.options(**{**defaults, **options.get(key, {})})
+
     shards = [
-        FaissShard.options(name=f"FaissShard{i}", ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0}).bind(
+        opt(FaissShard, f"FaissShard{i}", name=f"FaissShard{i}", ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0}).bind(
             cfg.index_dir, i, cfg.num_shards, cfg.use_gpu or None
         )
         for i in range(cfg.num_shards)
     ]
     config = IngressConfig(retriever_timeout_s=cfg.retriever_timeout_s, rerank_timeout_s=cfg.rerank_timeout_s, expect_gpu=cfg.use_gpu)
-    return Ingress.options(num_replicas=cfg.ingress_replicas).bind(
-        EmbedderDeployment.bind(),
+    return opt(Ingress, "Ingress", num_replicas=cfg.ingress_replicas).bind(
+        opt(EmbedderDeployment, "Embedder").bind(),
         shards,
-        LexicalRetriever.bind(cfg.index_dir),
-        Hydrator.bind(cfg.index_dir),
-        RerankerDeployment.bind(),
-        ScopeStore.bind(),
+        opt(LexicalRetriever, "LexicalRetriever").bind(cfg.index_dir),
+        opt(Hydrator, "Hydrator").bind(cfg.index_dir),
+        opt(RerankerDeployment, "Reranker").bind(),
+        opt(ScopeStore, "ScopeStore").bind(),
         msgspec.to_builtins(config),
     )
+
+
+def build_app(args: dict) -> Application:
+    """Entry point for ``serve run``/``serve deploy`` (``args`` from the CLI or serve_config.yaml)."""
+    return build_graph(msgspec.convert(dict(args), AppArgs, strict=False))

@@ -1,0 +1,147 @@
+"""Integration: the real Serve graph on a local Ray, driven over HTTP (one cluster per test session)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import httpx
+import pytest
+
+from codeintel.indexing.pipeline import Indexer
+
+from conftest import SMALL_REPO, write_tree
+
+pytestmark = pytest.mark.integration
+
+PORT = 18765
+FAULT_LEXICAL = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_LEXICAL": "1"}}}}
+FAULT_DIM = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_FAISS_DIM": "768"}}}}
+
+
+@pytest.fixture(scope="module")
+def serve_url(tmp_path_factory, real_embedder):
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+    from ray import serve
+
+    from deployments.app import AppArgs, build_graph
+
+    root = tmp_path_factory.mktemp("serve")
+    repo = write_tree(root / "repo", SMALL_REPO)
+    Indexer(embedder=real_embedder).run(repo, root / "idx")
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
+        cfg = AppArgs(index_dir=str(root / "idx"), ingress_replicas=2, retriever_timeout_s=10)
+        serve.run(build_graph(cfg), name="main", route_prefix="/")
+        serve.run(build_graph(msgspec_replace(cfg, ingress_replicas=1), {"LexicalRetriever": FAULT_LEXICAL}), name="faulty", route_prefix="/faulty")
+        serve.run(build_graph(msgspec_replace(cfg, ingress_replicas=1), {"FaissShard0": FAULT_DIM}), name="mismatch", route_prefix="/mismatch")
+        yield f"http://127.0.0.1:{PORT}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def msgspec_replace(struct, **changes):
+    import msgspec
+
+    return msgspec.structs.replace(struct, **changes)
+
+
+@pytest.fixture
+def client(serve_url):
+    with httpx.Client(base_url=serve_url, timeout=60) as c:
+        yield c
+
+
+def test_search_returns_correct_hits_with_timings(client):
+    r = client.post("/v1/search", json={"query": "read the json configuration file", "k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["hits"][0]["uri"] == "app/config.py" and body["mode"] == "hybrid+rerank"
+    assert {"embed", "dense", "bm25", "fuse", "hydrate", "rerank", "total"} <= set(body["timings_ms"])
+    assert body["skipped_retrievers"] == {}
+    for mode in ("dense", "bm25", "hybrid"):
+        assert client.post("/v1/search", json={"query": "HttpClient send_request", "k": 2, "mode": mode}).json()["hits"][0]["uri"] == "app/http_client.py"
+
+
+def test_answer_streams_server_sent_events(client):
+    events = []
+    with client.stream("POST", "/v1/answer", json={"query": "how is logging configured", "k": 3}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for block in r.iter_text():
+            events.append(block)
+    text = "".join(events)
+    parsed = [(b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: "))) for b in text.strip().split("\n\n")]
+    kinds = [k for k, _ in parsed]
+    assert kinds[0] == "hit" and kinds[-1] == "done" and "token" in kinds and "citation" in kinds
+    citation = next(d for k, d in parsed if k == "citation")
+    assert citation["uri"] in SMALL_REPO and citation["start_line"] >= 1
+    assert len(next(d for k, d in parsed if k == "done")["trace_id"]) == 32
+
+
+def test_session_scope_is_shared_across_ingress_replicas(client):
+    headers = {"X-Session-ID": "session-1"}
+    assert client.put("/v1/scope", json={"languages": ["javascript"]}, headers=headers).status_code == 200
+    for _ in range(8):  # two ingress replicas: requests land on both
+        hits = client.post("/v1/search", json={"query": "renderPage configure_logging", "k": 3, "mode": "bm25"}, headers=headers).json()["hits"]
+        assert hits and {h["uri"] for h in hits} == {"web/main.js"}
+    assert client.get("/v1/scope", headers=headers).json()["scope"]["languages"] == ["javascript"]
+    assert client.delete("/v1/scope", headers=headers).status_code == 204
+    time.sleep(1.1)  # replica-local scope cache
+    hits = client.post("/v1/search", json={"query": "renderPage configure_logging", "k": 5, "mode": "bm25"}, headers=headers).json()["hits"]
+    assert "app/logging_setup.py" in {h["uri"] for h in hits}
+
+
+@pytest.mark.parametrize(
+    "method, path, kwargs, status, needle",
+    [
+        ("post", "/v1/search", {"json": {"query": "x", "k": 0}}, 422, "k"),
+        ("post", "/v1/search", {"json": {"query": "x", "colour": "red"}}, 422, "colour: unknown field"),
+        ("post", "/v1/search", {"json": {"query": "x" * 20_001}}, 422, "query"),
+        ("post", "/v1/search", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, ""),
+        ("post", "/v1/search", {"json": {"query": "x", "scope": {"languages": ["klingon"]}}}, 400, "klingon"),
+        ("post", "/v1/search", {"json": {"query": "x", "scope": {"include": ["src/[oops"]}}}, 400, "malformed glob"),
+        ("get", "/v1/scope", {"headers": {"X-Session-ID": "nobody"}}, 404, "nobody"),
+        ("delete", "/v1/scope", {"headers": {"X-Session-ID": "nobody"}}, 404, "nobody"),
+        ("put", "/v1/scope", {"json": {"languages": ["python"]}}, 422, "x-session-id"),
+    ],
+)
+def test_problem_details(client, method, path, kwargs, status, needle):
+    r = getattr(client, method)(path, **kwargs)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == status and needle in body["detail"]
+
+
+def test_ready_status_metrics_and_docs(client):
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["mode"] == "ready", ready.json()
+    assert ready.json()["checks"]["dimensions"] == {"ok": True, "embedder": 384, "parquet": 384, "faiss_shard_0": 384}
+    status = client.get("/v1/status").json()
+    assert status["index"]["chunks"] > 0 and status["index"]["contract"]["dim"] == 384
+    assert client.get("/healthz").json() == {"status": "ok"}
+    client.post("/v1/search", json={"query": "logging", "k": 1})
+    metrics = client.get("/metrics").text
+    assert "codeintel_stage_seconds_bucket" in metrics and "codeintel_requests_total" in metrics
+    assert client.get("/openapi.json").json()["paths"]["/v1/search"]
+
+
+def test_failing_retriever_degrades_but_answers(client):
+    ready = client.get("/faulty/readyz")
+    assert ready.status_code == 200 and ready.json()["mode"] == "degraded"
+    assert "lexical retriever down" in ready.json()["reasons"]
+    r = client.post("/faulty/v1/search", json={"query": "read the json configuration file", "k": 3, "mode": "hybrid"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["skipped_retrievers"]["bm25"].startswith("error") and body["hits"][0]["uri"] == "app/config.py"
+
+
+def test_dimension_mismatch_is_down(client):
+    ready = client.get("/mismatch/readyz")
+    assert ready.status_code == 503 and ready.json()["mode"] == "down"
+    assert any("dimension mismatch" in reason for reason in ready.json()["reasons"])
