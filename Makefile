@@ -14,6 +14,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 DEMO_INDEX ?= .codeintel
 DEMO_REPO  ?= .
 DEMO_QUERY ?= how is a new index version published atomically
+DEMO_PORT  ?= 8000
 
 .PHONY: install test demo bench clean
 
@@ -32,10 +33,13 @@ $(STAMP): pyproject.toml Makefile
 test: install
 	$(BIN)/python -m pytest -q
 
+# Index this repository, start the Serve app on CPU, stream one cited answer over HTTP, stop.
 demo: install
 	$(BIN)/codeintel index $(DEMO_REPO) --index $(DEMO_INDEX)
 	$(BIN)/codeintel status --index $(DEMO_INDEX)
-	$(BIN)/codeintel search "$(DEMO_QUERY)" --index $(DEMO_INDEX) -k 5
+	$(BIN)/codeintel serve --index $(DEMO_INDEX) --port $(DEMO_PORT) & pid=$$!; \
+	  $(BIN)/codeintel ask "$(DEMO_QUERY)" --url http://127.0.0.1:$(DEMO_PORT) --wait 240; rc=$$?; \
+	  kill $$pid; wait $$pid; exit $$rc
 
 bench: install
 	$(BIN)/python benchmarks/index_bench.py

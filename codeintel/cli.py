@@ -1,4 +1,4 @@
-"""Command line: ``codeintel index | search | status``.
+"""Command line: ``codeintel index | search | status | serve | ask``.
 
 Errors a user can cause print one line and exit with code 2; Ctrl-C exits 130 and leaves the
 previously published index untouched.
@@ -63,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="describe the published index")
     _index_arg(p)
+
+    p = sub.add_parser("serve", help="run the Ray Serve app (HTTP API) over an index on a local Ray")
+    _index_arg(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--ingress-replicas", type=int, default=1)
+    p.add_argument("--shards", type=int, default=1, help="FAISS shards (replicas split the vectors by id)")
+    p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+
+    p = sub.add_parser("ask", help="ask a running server; streams hits, answer text and citations")
+    p.add_argument("question")
+    p.add_argument("--url", default=os.environ.get("CODEINTEL_URL", "http://127.0.0.1:8000"))
+    p.add_argument("-k", "--k", type=int, default=5)
+    p.add_argument("--session", help="X-Session-ID (its stored scope applies)")
+    p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the server to be ready")
     return parser
 
 
@@ -193,11 +208,91 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import signal
+    import time
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local dev; clusters use token auth (README)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from codeintel.storage.layout import IndexLayout
+
+    IndexLayout(args.index).current().read_manifest()  # fail fast, with one line, on a missing index
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    context = ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=not args.no_dashboard,
+                       dashboard_host="127.0.0.1", log_to_driver=False)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    serve.run(
+        build_app({"index_dir": str(Path(args.index).resolve()), "ingress_replicas": args.ingress_replicas, "num_shards": args.shards}),
+        name="codeintel",
+        route_prefix="/",
+    )
+    dashboard = getattr(context, "dashboard_url", None)
+    print(f"codeintel serving {args.index} at http://{args.host}:{args.port} (OpenAPI at /docs)", flush=True)
+    if dashboard:
+        print(f"Ray dashboard at http://{dashboard}", flush=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    serve.shutdown()
+    ray.shutdown()
+    return 0
+
+
+def cmd_ask(args) -> int:
+    import json
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + args.wait
+    with httpx.Client(base_url=args.url, timeout=httpx.Timeout(120, connect=5)) as client:
+        while True:
+            try:
+                ready = client.get("/readyz")
+                if ready.status_code == 200:
+                    break
+                reason = "; ".join(ready.json().get("reasons", [])) or ready.text[:200]
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}"
+            if time.monotonic() >= deadline:
+                raise InputError(f"server at {args.url} is not ready: {reason}")
+            time.sleep(1)
+        headers = {"X-Session-ID": args.session} if args.session else {}
+        with client.stream("POST", "/v1/answer", json={"query": args.question, "k": args.k}, headers=headers) as response:
+            if response.status_code != 200:
+                response.read()
+                raise InputError(f"server said {response.status_code}: {response.json().get('detail', response.text[:200])}")
+            event = None
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    if event == "hit":
+                        symbol = f"  {data['symbol']}" if data["symbol"] else ""
+                        print(f"hit {data['n']}: {data['uri']}:{data['start_line']}-{data['end_line']}{symbol}", flush=True)
+                    elif event == "token":
+                        print(data["text"], end="", flush=True)
+                    elif event == "citation":
+                        print(f"  -> cites [{data['n']}] {data['uri']}:{data['start_line']}-{data['end_line']}", flush=True)
+                    elif event == "done":
+                        print(f"done: trace {data['trace_id']}, {data['hits']} hits, {data['ms']:.0f} ms ({data['mode']})", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status}[args.command]
+    handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "serve": cmd_serve, "ask": cmd_ask}[args.command]
     try:
         return handler(args)
     except CodeIntelError as exc:

@@ -27,6 +27,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         (["search", "q", "--mode", "magic"], "invalid choice"),
         (["search", "q", "-k", "many"], "invalid int value"),
         (["frobnicate"], "invalid choice"),
+        (["serve", "--index", "/definitely/missing"], "no index at"),
+        (["ask", "hello", "--url", "http://127.0.0.1:9"], "is not ready"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
