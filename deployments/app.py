@@ -20,6 +20,7 @@ class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     use_gpu: bool = False  # FAISS shards clone to GPU (and readiness expects them there)
     retriever_timeout_s: float = 5.0
     rerank_timeout_s: float = 15.0
+    scope_backend: str = "memory"  # or redis://host:6379/0 (needs the redis extra)
 
 
 def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) -> Application:
@@ -42,7 +43,7 @@ def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) 
         opt(LexicalRetriever, "LexicalRetriever").bind(cfg.index_dir),
         opt(Hydrator, "Hydrator").bind(cfg.index_dir),
         opt(RerankerDeployment, "Reranker").bind(),
-        opt(ScopeStore, "ScopeStore").bind(),
+        opt(ScopeStore, "ScopeStore").bind(cfg.scope_backend),
         msgspec.to_builtins(config),
     )
 

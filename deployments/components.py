@@ -19,7 +19,7 @@ from codeintel.rerank import Reranker, create_reranker
 from codeintel.retrieval.query import PreparedQuery
 from codeintel.retrieval.retrievers import LexicalRetriever as LexicalEngine
 from codeintel.retrieval.retrievers import RetrieverResult
-from codeintel.service.scopes import ScopeRegistry
+from codeintel.service.scopes import create_registry
 from codeintel.storage.catalog import Catalog, ChunkRow
 from codeintel.storage.chunks import embeddings_of, read_chunk_table
 from codeintel.storage.dense import DenseIndex, set_search_threads
@@ -161,8 +161,8 @@ class RerankerDeployment:
 class ScopeStore:
     """The one shared session-scope registry (exactly one replica by design)."""
 
-    def __init__(self, ttl_s: float = 3600.0, max_sessions: int = 10_000) -> None:
-        self.registry = ScopeRegistry(ttl_s, max_sessions)
+    def __init__(self, backend: str = "memory", ttl_s: float = 3600.0, max_sessions: int = 10_000) -> None:
+        self.registry = create_registry(backend, ttl_s, max_sessions)
 
     def get(self, session_id: str) -> Scope | None:
         return self.registry.get(session_id)

@@ -99,6 +99,7 @@ class Ingress:
         self.config = config or IngressConfig()
         self.metrics = ServiceMetrics()
         self.scope_cache = ScopeCache(ttl_s=1.0)
+        self._index_info: tuple[float, dict] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _session_scope(self, session_id: str | None) -> Scope | None:
@@ -110,6 +111,13 @@ class Ingress:
             self.scope_cache.put(session_id, scope)
             self.metrics.scope_lookups.labels("hit" if scope is not None else "miss").inc()
         return scope
+
+    async def _info(self) -> dict:
+        """The hydrator's index info, cached for a few seconds: one hop less per search."""
+        now = time.monotonic()
+        if self._index_info is None or self._index_info[0] < now:
+            self._index_info = (now + 5.0, await self.hydrator.info.remote())
+        return self._index_info[1]
 
     async def _dense(self, plan: SearchPlan, allowed: list[int] | None) -> RetrieverResult:
         t = time.perf_counter()
@@ -175,8 +183,7 @@ class Ingress:
             except Exception as exc:  # a failing reranker degrades the answer, it does not fail it
                 plan.skipped["rerank"] = f"error: {type(exc).__name__}"
             plan.timings["rerank"] = _ms(t)
-        info = await self.hydrator.info.remote()
-        result = plan.result(rows, info["version"])
+        result = plan.result(rows, (await self._info())["version"])
         self.metrics.observe_search(result.timings_ms, result.retrievers, result.skipped_retrievers)
         return result, plan
 

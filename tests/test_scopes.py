@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
+import time
+
 import pytest
 
 from codeintel.errors import ScopeError
-from codeintel.service.scopes import ScopeCache, ScopeRegistry
+from codeintel.service.scopes import RedisScopeRegistry, ScopeCache, ScopeRegistry, create_registry
 from codeintel.storage.scope import Scope
 
 
@@ -54,3 +58,47 @@ def test_local_cache_expires_quickly():
     assert cache.get("s") == (True, None)
     clock.now = 2
     assert cache.get("s") == (False, None)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    port = 16379
+    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait()
+
+
+def test_redis_registry_behaves_like_memory(redis_url):
+    registry = create_registry(redis_url, ttl_s=60, max_sessions=2)
+    assert isinstance(registry, RedisScopeRegistry)
+    scope = Scope(include=("src/**",), languages=("python",))
+    registry.put("a", scope)
+    assert registry.get("a") == scope
+    registry.put("b", Scope())
+    registry.get("a")
+    registry.put("c", Scope())  # evicts b, the least recently used
+    assert registry.get("b") is None and registry.get("a") == scope and len(registry) == 2
+    with pytest.raises(ScopeError):
+        registry.put("x", Scope(languages=("klingon",)))
+    assert registry.delete("a") and not registry.delete("a")
+    other = create_registry(redis_url)  # a second replica sees the same scopes
+    assert other.get("c") == Scope()
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="unknown scope backend"):
+        create_registry("memcached://x")

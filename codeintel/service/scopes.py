@@ -11,9 +11,11 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
+import msgspec
+
 from codeintel.storage.scope import Scope, validate_scope
 
-__all__ = ["ScopeRegistry", "ScopeCache"]
+__all__ = ["ScopeRegistry", "RedisScopeRegistry", "ScopeCache", "create_registry"]
 
 
 class ScopeRegistry:
@@ -72,3 +74,57 @@ class ScopeCache:
 
     def drop(self, session_id: str) -> None:
         self._items.pop(session_id, None)
+
+
+class RedisScopeRegistry:
+    """The same registry on Redis, for scopes that outlive the Serve app or span clusters.
+
+    Each scope is a key with a sliding TTL; a sorted set of last-access times enforces the LRU bound.
+    """
+
+    def __init__(self, url: str, ttl_s: float = 3600.0, max_sessions: int = 10_000, prefix: str = "codeintel:scope:") -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self.ttl_s, self.max_sessions, self.prefix = ttl_s, max_sessions, prefix
+        self._lru = prefix + "lru"
+        self.hits = 0
+        self.misses = 0
+
+    def put(self, session_id: str, scope: Scope) -> Scope:
+        validate_scope(scope)
+        pipe = self.client.pipeline()
+        pipe.set(self.prefix + session_id, msgspec.json.encode(scope), ex=int(self.ttl_s))
+        pipe.zadd(self._lru, {session_id: time.time()})
+        pipe.execute()
+        excess = self.client.zcard(self._lru) - self.max_sessions
+        if excess > 0:
+            for member, _ in self.client.zpopmin(self._lru, excess):
+                self.client.delete(self.prefix + member.decode())
+        return scope
+
+    def get(self, session_id: str) -> Scope | None:
+        raw = self.client.getex(self.prefix + session_id, ex=int(self.ttl_s))
+        if raw is None:
+            self.client.zrem(self._lru, session_id)
+            self.misses += 1
+            return None
+        self.client.zadd(self._lru, {session_id: time.time()})
+        self.hits += 1
+        return msgspec.json.decode(raw, type=Scope)
+
+    def delete(self, session_id: str) -> bool:
+        self.client.zrem(self._lru, session_id)
+        return bool(self.client.delete(self.prefix + session_id))
+
+    def __len__(self) -> int:
+        return int(self.client.zcard(self._lru))
+
+
+def create_registry(backend: str = "memory", ttl_s: float = 3600.0, max_sessions: int = 10_000):
+    """``memory`` (default) or a ``redis://`` URL (needs the ``redis`` extra)."""
+    if backend == "memory":
+        return ScopeRegistry(ttl_s, max_sessions)
+    if backend.startswith(("redis://", "rediss://", "unix://")):
+        return RedisScopeRegistry(backend, ttl_s, max_sessions)
+    raise ValueError(f"unknown scope backend {backend!r}: use 'memory' or a redis:// URL")
