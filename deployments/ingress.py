@@ -97,7 +97,7 @@ class Ingress:
         if isinstance(config, dict):
             config = msgspec.convert(config, IngressConfig)
         self.config = config or IngressConfig()
-        self.metrics = ServiceMetrics()
+        self.metrics = ServiceMetrics(ray_mirror=True)
         self.scope_cache = ScopeCache(ttl_s=1.0)
         self._index_info: tuple[float, dict] | None = None
 
@@ -202,19 +202,21 @@ class Ingress:
         try:
             result, _ = await self.search_request(self._request(body, await self._session_scope(x_session_id)))
             return Response(msgspec.json.encode(result), media_type="application/json")
+        except Problem as exc:
+            status = exc.status
+            raise
         except Exception:
             status = 500
             raise
         finally:
-            self.metrics.requests.labels("search", str(status)).inc()
-            self.metrics.latency.labels("search").observe(time.perf_counter() - start)
+            self.metrics.request("search", status, time.perf_counter() - start)
 
     @api.post("/v1/answer")
     async def answer(self, body: SearchBody, request: Request, x_session_id: str | None = Header(default=None, max_length=128)) -> StreamingResponse:
         """Server-sent events: hit*, token*, citation*, done. Extractive until the generator lands."""
         search_request = self._request(body, await self._session_scope(x_session_id))
         trace_id = uuid.uuid4().hex
-        self.metrics.requests.labels("answer", "200").inc()
+        self.metrics.request("answer", 200)
 
         async def events():
             started = time.perf_counter()

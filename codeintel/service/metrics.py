@@ -9,8 +9,19 @@ __all__ = ["ServiceMetrics"]
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+class _RayMirror:
+    """The same request/stage series on Ray's metrics endpoint (the dashboard's Prometheus), when in Ray."""
+
+    def __init__(self) -> None:
+        from ray.util import metrics
+
+        self.requests = metrics.Counter("codeintel_requests", "HTTP requests", tag_keys=("endpoint", "status"))
+        self.stage = metrics.Histogram("codeintel_stage_s", "Search stage latency", boundaries=list(_BUCKETS), tag_keys=("stage",))
+
+
 class ServiceMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, ray_mirror: bool = False) -> None:
+        self.ray = _RayMirror() if ray_mirror else None
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter("codeintel_requests_total", "HTTP requests", ["endpoint", "status"], registry=r)
@@ -22,10 +33,19 @@ class ServiceMetrics:
         self.faiss_gpu = Gauge("codeintel_faiss_shards_on_gpu", "FAISS shards running on GPU", registry=r)
         self.faiss_shards = Gauge("codeintel_faiss_shards", "FAISS shards", registry=r)
 
+    def request(self, endpoint: str, status: int, seconds: float | None = None) -> None:
+        self.requests.labels(endpoint, str(status)).inc()
+        if seconds is not None:
+            self.latency.labels(endpoint).observe(seconds)
+        if self.ray:
+            self.ray.requests.inc(tags={"endpoint": endpoint, "status": str(status)})
+
     def observe_search(self, timings_ms: dict[str, float], retrievers: dict[str, int], skipped: dict[str, str]) -> None:
         for stage, ms in timings_ms.items():
             if stage != "total":
                 self.stage.labels(stage).observe(ms / 1000)
+                if self.ray:
+                    self.ray.stage.observe(ms / 1000, tags={"stage": stage})
         for name, n in retrievers.items():
             self.retriever_hits.labels(name).inc(n)
         for name, reason in skipped.items():
