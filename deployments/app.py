@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from ray.serve import Application
 
-from deployments.components import EmbedderDeployment, FaissShard, Hydrator, LexicalRetriever, RerankerDeployment, ScopeStore
+from deployments.components import EmbedderDeployment, FaissShard, Generator, Hydrator, LexicalRetriever, RerankerDeployment, ScopeStore
 from deployments.ingress import Ingress, IngressConfig
 
 __all__ = ["AppArgs", "build_app", "build_graph"]
@@ -44,6 +44,7 @@ def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) 
         opt(Hydrator, "Hydrator").bind(cfg.index_dir),
         opt(RerankerDeployment, "Reranker").bind(),
         opt(ScopeStore, "ScopeStore").bind(cfg.scope_backend),
+        opt(Generator, "Generator").bind(),
         msgspec.to_builtins(config),
     )
 

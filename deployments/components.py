@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from ray import serve
 
+from codeintel.answer.extractive import ExtractiveEngine, Passage
 from codeintel.config import Settings
 from codeintel.embedding import Embedder, create_embedder
 from codeintel.rerank import Reranker, create_reranker
@@ -27,7 +28,7 @@ from codeintel.storage.layout import IndexLayout
 from codeintel.storage.lexical import LexicalIndex
 from codeintel.storage.scope import Scope
 
-__all__ = ["EmbedderDeployment", "FaissShard", "LexicalRetriever", "Hydrator", "RerankerDeployment", "ScopeStore"]
+__all__ = ["EmbedderDeployment", "FaissShard", "LexicalRetriever", "Hydrator", "RerankerDeployment", "ScopeStore", "Generator"]
 
 
 def _current(index_dir: str):
@@ -175,4 +176,24 @@ class ScopeStore:
 
     def info(self) -> dict:
         return {"sessions": len(self.registry), "hits": self.registry.hits, "misses": self.registry.misses}
+
+
+
+@serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0.1})
+class Generator:
+    """Streams answer events for a question and its passages (extractive until an LLM engine lands)."""
+
+    def __init__(self, engine=None) -> None:
+        self.engine = engine or ExtractiveEngine()
+
+    def generate(self, question: str, passages: list[Passage]):
+        """Yields AnswerEvents; the ingress reads them with ``handle.options(stream=True)``."""
+        for event in self.engine.generate(question, passages):
+            yield event
+
+    def info(self) -> dict:
+        return {"model_id": self.engine.model_id}
+
+    def check_health(self) -> None:
+        list(self.engine.generate("health", [Passage(1, "x", 1, 1, "", "x")]))
 

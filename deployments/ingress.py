@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from codeintel.answer.extractive import Passage
 from codeintel.errors import InputError
 from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, MODES, SearchPlan, SearchRequest, SearchResult
 from codeintel.retrieval.retrievers import RetrieverResult
@@ -91,9 +92,9 @@ def _scope_json(scope: Scope) -> dict:
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, embedder, shards: list, lexical, hydrator, reranker, scopes, config: IngressConfig | dict | None = None) -> None:
+    def __init__(self, embedder, shards: list, lexical, hydrator, reranker, scopes, generator, config: IngressConfig | dict | None = None) -> None:
         self.embedder, self.shards, self.lexical = embedder, list(shards), lexical
-        self.hydrator, self.reranker, self.scopes = hydrator, reranker, scopes
+        self.hydrator, self.reranker, self.scopes, self.generator = hydrator, reranker, scopes, generator
         if isinstance(config, dict):
             config = msgspec.convert(config, IngressConfig)
         self.config = config or IngressConfig()
@@ -221,18 +222,22 @@ class Ingress:
         async def events():
             started = time.perf_counter()
             result, _ = await self.search_request(search_request)
-            for n, hit in enumerate(result.hits, 1):
-                yield _sse("hit", {"n": n, "uri": hit.uri, "start_line": hit.start_line, "end_line": hit.end_line, "symbol": hit.symbol, "score": hit.score})
+            passages = [Passage(n, h.uri, h.start_line, h.end_line, h.symbol, h.text) for n, h in enumerate(result.hits, 1)]
+            for p in passages:
+                yield _sse("hit", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line, "symbol": p.symbol,
+                                   "score": result.hits[p.n - 1].score})
             tokens = 0
-            for n, hit in enumerate(result.hits[:3], 1):
-                if await request.is_disconnected():
-                    return
-                snippet = "\n".join(hit.text.split("\n")[:12])
-                text = f"[{n}] {hit.uri}:{hit.start_line}-{hit.end_line}" + (f" ({hit.symbol})" if hit.symbol else "") + f"\n```\n{snippet}\n```\n"
-                yield _sse("token", {"text": text})
-                tokens += 1
-                yield _sse("citation", {"n": n, "uri": hit.uri, "start_line": hit.start_line, "end_line": hit.end_line})
-            yield _sse("done", {"trace_id": trace_id, "mode": "extractive", "hits": len(result.hits), "tokens_out": tokens,
+            stream = self.generator.options(stream=True).generate.remote(search_request.query, passages)
+            try:
+                async for event in stream:
+                    if await request.is_disconnected():
+                        break
+                    tokens += event.kind == "token"
+                    yield _sse(event.kind, event.data)
+            finally:
+                stream.cancel()  # a client that went away stops generation upstream
+            model = (await self.generator.info.remote())["model_id"]
+            yield _sse("done", {"trace_id": trace_id, "mode": model, "hits": len(result.hits), "tokens_out": tokens,
                                 "skipped_retrievers": result.skipped_retrievers, "ms": _ms(started)})
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Trace-Id": trace_id, "Cache-Control": "no-cache"})
@@ -286,7 +291,7 @@ class Ingress:
 
         probes = [probe("embedder", self.embedder.info.remote()), probe("hydrator", self.hydrator.info.remote()),
                   probe("lexical", self.lexical.info.remote()), probe("reranker", self.reranker.info.remote()),
-                  probe("scope_store", self.scopes.info.remote())]
+                  probe("scope_store", self.scopes.info.remote()), probe("generator", self.generator.info.remote())]
         probes += [probe(f"faiss_shard_{i}", s.info.remote()) for i, s in enumerate(self.shards)]
         checks = dict(await asyncio.gather(*probes))
         down: list[str] = []
@@ -308,6 +313,8 @@ class Ingress:
             degraded.append("lexical retriever down")
         if not checks["reranker"]["ok"]:
             degraded.append("reranker down")
+        if not checks["generator"]["ok"]:
+            degraded.append("generator down")
         if self.config.expect_gpu:
             cpu = [k for k, v in checks.items() if k.startswith("faiss_shard_") and v.get("ok") and not v.get("gpu")]
             if cpu:

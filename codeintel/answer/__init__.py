@@ -1,0 +1,1 @@
+"""Answer generation: engines that turn retrieved chunks into a streamed, cited answer."""

@@ -1,0 +1,42 @@
+"""The extractive answer engine: no model, the best snippets with their citations.
+
+Used when no LLM is configured or the generator is down; it streams in the same token/citation
+shape an LLM engine will, so clients handle both alike.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import msgspec
+
+__all__ = ["Passage", "AnswerEvent", "ExtractiveEngine"]
+
+
+class Passage(msgspec.Struct, frozen=True):
+    n: int  # citation number, 1-based
+    uri: str
+    start_line: int
+    end_line: int
+    symbol: str
+    text: str
+
+
+class AnswerEvent(msgspec.Struct, frozen=True):
+    kind: str  # "token" | "citation"
+    data: dict
+
+
+class ExtractiveEngine:
+    model_id = "extractive"
+
+    def __init__(self, passages: int = 3, lines: int = 12) -> None:
+        self.passages = passages
+        self.lines = lines
+
+    def generate(self, question: str, passages: Sequence[Passage]) -> Iterator[AnswerEvent]:
+        for p in passages[: self.passages]:
+            snippet = "\n".join(p.text.split("\n")[: self.lines])
+            label = f"[{p.n}] {p.uri}:{p.start_line}-{p.end_line}" + (f" ({p.symbol})" if p.symbol else "")
+            yield AnswerEvent("token", {"text": f"{label}\n```\n{snippet}\n```\n"})
+            yield AnswerEvent("citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line})
