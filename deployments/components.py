@@ -54,22 +54,40 @@ class EmbedderDeployment:
             raise RuntimeError("embedder returned a wrong shape")
 
 
+class _Reloadable:
+    """``user_config: {index_dir: ...}`` in serve_config.yaml points a running replica at another index."""
+
+    index_dir: str
+
+    def reconfigure(self, user_config: dict) -> None:
+        index_dir = (user_config or {}).get("index_dir")
+        if index_dir and index_dir != self.index_dir:
+            self.load(index_dir)
+
+    def load(self, index_dir: str) -> None:
+        raise NotImplementedError
+
+
 @serve.deployment(name="FaissShard", ray_actor_options={"num_cpus": 0.25})
-class FaissShard:
+class FaissShard(_Reloadable):
     """Shard ``shard`` of ``num_shards``: the vectors whose chunk id % num_shards == shard."""
 
     def __init__(self, index_dir: str, shard: int = 0, num_shards: int = 1, use_gpu: bool | None = None) -> None:
         set_search_threads(1)
+        self.shard, self.num_shards, self.use_gpu = shard, num_shards, use_gpu
+        self.load(index_dir)
+
+    def load(self, index_dir: str) -> None:
         paths, manifest = _current(index_dir)
-        self.shard, self.num_shards = shard, num_shards
-        if num_shards == 1:
-            self.index = DenseIndex.load(paths.dense, use_gpu=use_gpu)
+        if self.num_shards == 1:
+            index = DenseIndex.load(paths.dense, use_gpu=self.use_gpu)
         else:
             table = read_chunk_table(paths.chunks, columns=["id", "embedding"])
             ids = table.column("id").to_numpy()
-            mine = ids % num_shards == shard
-            self.index = DenseIndex.build(embeddings_of(table, manifest.contract.dim)[mine], ids[mine], manifest.contract, Settings().dense)
-            self.index._maybe_to_gpu(use_gpu)
+            mine = ids % self.num_shards == self.shard
+            index = DenseIndex.build(embeddings_of(table, manifest.contract.dim)[mine], ids[mine], manifest.contract, Settings().dense)
+            index.place(self.use_gpu)
+        self.index, self.index_dir = index, index_dir
         if os.environ.get("CODEINTEL_FAULT_FAISS_DIM"):  # fault injection for readiness tests
             self.index.manifest.vec_dim = int(os.environ["CODEINTEL_FAULT_FAISS_DIM"])
 
@@ -88,15 +106,21 @@ class FaissShard:
 
 
 @serve.deployment(name="LexicalRetriever", ray_actor_options={"num_cpus": 0.25})
-class LexicalRetriever:
+class LexicalRetriever(_Reloadable):
     """BM25 over Lucene; one JVM per replica (started here, in the replica process)."""
 
     def __init__(self, index_dir: str) -> None:
+        self.fail = bool(os.environ.get("CODEINTEL_FAULT_LEXICAL"))  # fault injection for readiness tests
+        self.load(index_dir)
+
+    def load(self, index_dir: str) -> None:
         paths, _ = _current(index_dir)
-        self.index = LexicalIndex(paths.lexical)
-        self.engine = LexicalEngine(self.index)
-        self.docs = self.index.count()
-        self.fail = bool(os.environ.get("CODEINTEL_FAULT_LEXICAL"))
+        index = LexicalIndex(paths.lexical)
+        self.docs = index.count()
+        previous = getattr(self, "index", None)
+        self.index, self.engine, self.index_dir = index, LexicalEngine(index), index_dir
+        if previous is not None:
+            previous.close()
 
     def retrieve(self, query: PreparedQuery, k: int, allowed: frozenset[int] | None = None) -> RetrieverResult:
         if self.fail:
@@ -111,13 +135,20 @@ class LexicalRetriever:
 
 
 @serve.deployment(name="Hydrator", ray_actor_options={"num_cpus": 0.25})
-class Hydrator:
+class Hydrator(_Reloadable):
     """DuckDB catalog: hydrate ids with the scope in SQL; also scope ids, path mentions, status."""
 
     def __init__(self, index_dir: str) -> None:
+        self.load(index_dir)
+
+    def load(self, index_dir: str) -> None:
+        previous = getattr(self, "catalog", None)
         self.paths, self.manifest = _current(index_dir)
         self.catalog = Catalog(self.paths.catalog)
+        if previous is not None:
+            previous.close()
         self.parquet_dim = int(read_chunk_table(self.paths.chunks, columns=["embedding"]).schema.field("embedding").type.list_size)
+        self.index_dir = index_dir
 
     def query_by_ids(self, ids: list[int], scope: Scope) -> list[ChunkRow]:
         return self.catalog.query_by_ids(ids, scope)

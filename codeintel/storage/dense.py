@@ -146,10 +146,11 @@ class DenseIndex:
         if primary.d != manifest.vec_dim or secondary.d != manifest.vec_dim:
             raise IndexFormatError(f"FAISS dim {primary.d} != manifest vec_dim {manifest.vec_dim} in {directory}")
         index = cls(primary, secondary, manifest)
-        index._maybe_to_gpu(use_gpu)
+        index.place(use_gpu)
         return index
 
-    def _maybe_to_gpu(self, use_gpu: bool | None) -> None:
+    def place(self, use_gpu: bool | None) -> None:
+        """Clone the primary to GPU 0 when asked (True) or when one is visible (None); record why not."""
         available, reason = _gpu_available()
         if use_gpu is False:
             self.manifest.gpu, self.manifest.gpu_reason = False, "GPU disabled by configuration"
