@@ -1,4 +1,4 @@
-"""Command line: ``codeintel index | search | status | serve | ask``.
+"""Command line: ``codeintel index | search | status | serve | ask | traces``.
 
 Errors a user can cause print one line and exit with code 2; Ctrl-C exits 130 and leaves the
 previously published index untouched.
@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingress-replicas", type=int, default=1)
     p.add_argument("--shards", type=int, default=1, help="FAISS shards (replicas split the vectors by id)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+
+    p = sub.add_parser("traces", help="show the newest answer traces")
+    p.add_argument("--dir", default=os.environ.get("CODEINTEL_TRACES", ".codeintel-traces"), help="trace dataset directory")
+    p.add_argument("--last", type=int, default=20)
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("ask", help="ask a running server; streams hits, answer text and citations")
     p.add_argument("question")
@@ -288,11 +293,30 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def cmd_traces(args) -> int:
+    from codeintel.answer.traces import read_traces
+
+    if args.last < 1:
+        raise InputError("--last must be at least 1")
+    rows = read_traces(args.dir, args.last)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(f"no traces in {args.dir}")
+    for r in rows:
+        fallbacks = f" fallbacks={','.join(r['fallbacks'])}" if r["fallbacks"] else ""
+        error = f" error={r['error']}" if r["error"] else ""
+        ttft = f" ttft={r['ttft_ms']:.0f}ms" if r["ttft_ms"] is not None else ""
+        print(f"{r['started_at']} {r['trace_id'][:12]} {r['mode']:<10} in={r['tokens_in']} out={r['tokens_out']}{ttft}{fallbacks}{error}  {r['query'][:60]!r}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "serve": cmd_serve, "ask": cmd_ask}[args.command]
+    handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "serve": cmd_serve, "ask": cmd_ask, "traces": cmd_traces}[args.command]
     try:
         return handler(args)
     except CodeIntelError as exc:

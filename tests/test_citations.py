@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from codeintel.answer.citations import CitationTracker
+from codeintel.answer.extractive import Passage
+
+PASSAGES = [Passage(n, f"f{n}.py", n, n + 5, "", "x") for n in (1, 2, 3)]
+
+
+def test_citations_found_once_in_first_order_across_token_boundaries():
+    tracker = CitationTracker(PASSAGES)
+    stream = ["The loader reads JSON [", "2", "] and caches it [2][", "1]. See also [3, 1", "] and [9]."]
+    found = [p.n for delta in stream for p in tracker.feed(delta)] + [p.n for p in tracker.finish()]
+    assert found == [2, 1, 3]
+    assert tracker.cited == [2, 1, 3] and tracker.unknown == 1
+    assert [p.uri for p in tracker.cited_passages] == ["f2.py", "f1.py", "f3.py"]
+
+
+def test_brackets_that_are_not_citations():
+    tracker = CitationTracker(PASSAGES)
+    assert tracker.feed("arr[i] = x[0] + [a, b] and [ 2 ] ") == []
+    assert tracker.unknown == 1  # x[0] looks like a citation of a source 0, which does not exist
+    tracker = CitationTracker(PASSAGES)
+    assert tracker.feed("values [" + "9" * 100) == []
+    assert tracker.feed(" text") == [] and tracker.finish() == []
