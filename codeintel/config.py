@@ -81,6 +81,7 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     "target/",
     "*.egg-info/",
     ".codeintel/",
+    ".codeintel-traces/",
     "*.min.js",
     "*.min.css",
     "*.map",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,6 +22,7 @@ class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retriever_timeout_s: float = 5.0
     rerank_timeout_s: float = 15.0
     scope_backend: str = "memory"  # or redis://host:6379/0 (needs the redis extra)
+    traces_dir: str | None = None  # where answer traces go (Parquet); None: next to the index
 
 
 def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) -> Application:
@@ -36,7 +38,8 @@ def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) 
         )
         for i in range(cfg.num_shards)
     ]
-    config = IngressConfig(retriever_timeout_s=cfg.retriever_timeout_s, rerank_timeout_s=cfg.rerank_timeout_s, expect_gpu=cfg.use_gpu)
+    traces = cfg.traces_dir or str(Path(cfg.index_dir).resolve().parent / (Path(cfg.index_dir).name + "-traces"))
+    config = IngressConfig(traces_dir=traces, retriever_timeout_s=cfg.retriever_timeout_s, rerank_timeout_s=cfg.rerank_timeout_s, expect_gpu=cfg.use_gpu)
     return opt(Ingress, "Ingress", num_replicas=cfg.ingress_replicas).bind(
         opt(EmbedderDeployment, "Embedder").bind(),
         shards,

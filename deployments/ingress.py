@@ -8,7 +8,6 @@ timeouts (a retriever that times out or fails is reported, not fatal) and speaks
 import asyncio
 import json
 import time
-import uuid
 from typing import Any, Literal
 
 import msgspec
@@ -19,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from codeintel.answer.extractive import Passage
+from codeintel.answer.orchestrator import AnswerOrchestrator, AnswerRequest
+from codeintel.answer.traces import TraceWriter
 from codeintel.errors import InputError
 from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, MODES, SearchPlan, SearchRequest, SearchResult
 from codeintel.retrieval.retrievers import RetrieverResult
@@ -31,6 +32,7 @@ __all__ = ["Ingress", "IngressConfig", "api"]
 
 
 class IngressConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    traces_dir: str | None = None  # AnswerTrace Parquet dataset; None: no traces
     retriever_timeout_s: float = 5.0
     rerank_timeout_s: float = 15.0
     rerank_depth: int = 30
@@ -54,6 +56,12 @@ class SearchBody(BaseModel):
     k: int = Field(default=10, ge=1, le=MAX_K)
     mode: Literal["dense", "bm25", "hybrid", "hybrid+rerank"] = "hybrid+rerank"
     scope: ScopeBody | None = None
+
+
+class AnswerBody(SearchBody):
+    k: int = Field(default=8, ge=1, le=50)
+    retrieval_budget_s: float = Field(default=20.0, gt=0, le=120)
+    generation_budget_s: float = Field(default=120.0, gt=0, le=600)
 
 
 api = FastAPI(
@@ -101,6 +109,7 @@ class Ingress:
         self.metrics = ServiceMetrics(ray_mirror=True)
         self.scope_cache = ScopeCache(ttl_s=1.0)
         self._index_info: tuple[float, dict] | None = None
+        self.traces = TraceWriter(self.config.traces_dir) if self.config.traces_dir else None
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _session_scope(self, session_id: str | None) -> Scope | None:
@@ -212,35 +221,43 @@ class Ingress:
         finally:
             self.metrics.request("search", status, time.perf_counter() - start)
 
+    async def _generate(self, question: str, passages: list[Passage]):
+        """Text deltas from the Generator deployment's stream; closing it cancels generation upstream."""
+        stream = self.generator.options(stream=True).generate.remote(question, passages)
+        try:
+            async for event in stream:
+                if event.kind == "token":
+                    yield event.data["text"]
+        finally:
+            stream.cancel()
+
+    async def _search_only(self, request: SearchRequest) -> SearchResult:
+        return (await self.search_request(request))[0]
+
     @api.post("/v1/answer")
-    async def answer(self, body: SearchBody, request: Request, x_session_id: str | None = Header(default=None, max_length=128)) -> StreamingResponse:
-        """Server-sent events: hit*, token*, citation*, done. Extractive until the generator lands."""
-        search_request = self._request(body, await self._session_scope(x_session_id))
-        trace_id = uuid.uuid4().hex
+    async def answer(self, body: AnswerBody, request: Request, x_session_id: str | None = Header(default=None, max_length=128)) -> StreamingResponse:
+        """Server-sent events: hit*, then token* with citation as each [n] first appears, then done (or error)."""
+        answer_request = AnswerRequest(
+            search=self._request(body, await self._session_scope(x_session_id)),
+            session_id=x_session_id,
+            retrieval_budget_s=body.retrieval_budget_s,
+            generation_budget_s=body.generation_budget_s,
+        )
+        model_id = (await self.generator.info.remote())["model_id"]
+        orchestrator = AnswerOrchestrator(self._search_only, self._generate, model_id, self.traces)
         self.metrics.request("answer", 200)
 
         async def events():
-            started = time.perf_counter()
-            result, _ = await self.search_request(search_request)
-            passages = [Passage(n, h.uri, h.start_line, h.end_line, h.symbol, h.text) for n, h in enumerate(result.hits, 1)]
-            for p in passages:
-                yield _sse("hit", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line, "symbol": p.symbol,
-                                   "score": result.hits[p.n - 1].score})
-            tokens = 0
-            stream = self.generator.options(stream=True).generate.remote(search_request.query, passages)
+            stream = orchestrator.stream(answer_request)
             try:
-                async for event in stream:
+                async for event, data in stream:
                     if await request.is_disconnected():
-                        break
-                    tokens += event.kind == "token"
-                    yield _sse(event.kind, event.data)
+                        break  # closing the stream below cancels generation upstream
+                    yield _sse(event, data)
             finally:
-                stream.cancel()  # a client that went away stops generation upstream
-            model = (await self.generator.info.remote())["model_id"]
-            yield _sse("done", {"trace_id": trace_id, "mode": model, "hits": len(result.hits), "tokens_out": tokens,
-                                "skipped_retrievers": result.skipped_retrievers, "ms": _ms(started)})
+                await stream.aclose()
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Trace-Id": trace_id, "Cache-Control": "no-cache"})
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @api.put("/v1/scope")
     async def put_scope(self, body: ScopeBody, x_session_id: str = Header(max_length=128)) -> JSONResponse:

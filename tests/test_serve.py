@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 PORT = 18765
 FAULT_LEXICAL = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_LEXICAL": "1"}}}}
+STATE: dict = {}
 FAULT_DIM = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_FAISS_DIM": "768"}}}}
 
 
@@ -39,6 +40,7 @@ def serve_url(tmp_path_factory, real_embedder):
         serve.run(build_graph(cfg), name="main", route_prefix="/")
         serve.run(build_graph(msgspec_replace(cfg, ingress_replicas=1), {"LexicalRetriever": FAULT_LEXICAL}), name="faulty", route_prefix="/faulty")
         serve.run(build_graph(msgspec_replace(cfg, ingress_replicas=1), {"FaissShard0": FAULT_DIM}), name="mismatch", route_prefix="/mismatch")
+        STATE["traces"] = root / "idx-traces"  # build_app's default: next to the index
         yield f"http://127.0.0.1:{PORT}"
     finally:
         serve.shutdown()
@@ -80,7 +82,19 @@ def test_answer_streams_server_sent_events(client):
     assert kinds[0] == "hit" and kinds[-1] == "done" and "token" in kinds and "citation" in kinds
     citation = next(d for k, d in parsed if k == "citation")
     assert citation["uri"] in SMALL_REPO and citation["start_line"] >= 1
-    assert len(next(d for k, d in parsed if k == "done")["trace_id"]) == 32
+    done = next(d for k, d in parsed if k == "done")
+    assert len(done["trace_id"]) == 32 and done["cited"] and done["unknown_citations"] == 0
+    assert done["usage"]["tokens_out"] >= 1 and done["usage"]["ttft_ms"] is not None
+    # the trace row lands in the Parquet dataset, written off the request path
+    from codeintel.answer.traces import read_traces
+
+    deadline = time.time() + 15
+    rows = []
+    while time.time() < deadline and not any(r["trace_id"] == done["trace_id"] for r in rows):
+        time.sleep(0.5)
+        rows = read_traces(STATE["traces"], last=50)
+    row = next(r for r in rows if r["trace_id"] == done["trace_id"])
+    assert row["query"] == "how is logging configured" and row["model_id"] == "extractive" and row["tokens_out"] >= 1
 
 
 def test_session_scope_is_shared_across_ingress_replicas(client):

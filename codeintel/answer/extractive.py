@@ -38,5 +38,5 @@ class ExtractiveEngine:
         for p in passages[: self.passages]:
             snippet = "\n".join(p.text.split("\n")[: self.lines])
             label = f"[{p.n}] {p.uri}:{p.start_line}-{p.end_line}" + (f" ({p.symbol})" if p.symbol else "")
+            # citations are derived from the "[n]" in the text, as for a model's answer
             yield AnswerEvent("token", {"text": f"{label}\n```\n{snippet}\n```\n"})
-            yield AnswerEvent("citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line})

@@ -1,0 +1,131 @@
+"""The answer dataflow in one place: retrieve -> passages -> generate -> citations -> trace.
+
+The orchestrator is I/O-agnostic: it is given an async ``search`` (the Serve fan-out, or an
+in-process Searcher) and an async ``generate`` (a Generator deployment's stream, or an engine in
+this process), enforces the retrieval and generation budgets, turns ``[n]`` in the generated text
+into citation events as they first appear, and records one AnswerTrace per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import AsyncIterator, Awaitable, Callable
+
+import msgspec
+
+from codeintel.answer.citations import CitationTracker
+from codeintel.answer.extractive import Passage
+from codeintel.answer.traces import AnswerTrace, TraceWriter, now
+from codeintel.retrieval.plan import SearchRequest, SearchResult
+
+__all__ = ["AnswerRequest", "AnswerOrchestrator"]
+
+SearchFn = Callable[[SearchRequest], Awaitable[SearchResult]]
+GenerateFn = Callable[[str, list[Passage]], AsyncIterator[str]]  # yields text deltas
+
+
+class AnswerRequest(msgspec.Struct, frozen=True):
+    search: SearchRequest
+    session_id: str | None = None
+    retrieval_budget_s: float = 20.0
+    generation_budget_s: float = 120.0
+
+
+class AnswerOrchestrator:
+    def __init__(self, search: SearchFn, generate: GenerateFn, model_id: str, traces: TraceWriter | None = None) -> None:
+        self.search = search
+        self.generate = generate
+        self.model_id = model_id
+        self.traces = traces
+
+    async def stream(self, request: AnswerRequest) -> AsyncIterator[tuple[str, dict]]:
+        """(event, data) pairs: hit*, token*, citation*, error?, done. Never buffers the answer."""
+        trace_id = uuid.uuid4().hex
+        started_at, t0 = now(), time.perf_counter()
+        result: SearchResult | None = None
+        fallbacks: list[str] = []
+        error: str | None = None
+        tokens_out = 0
+        ttft_ms: float | None = None
+        tracker = CitationTracker([])
+        try:
+            try:
+                result = await asyncio.wait_for(self.search(request.search), request.retrieval_budget_s)
+            except asyncio.TimeoutError:
+                error = f"retrieval exceeded its budget of {request.retrieval_budget_s} s"
+                yield "error", {"message": error}
+                return
+            fallbacks = sorted(result.skipped_retrievers)
+            passages = [Passage(n, h.uri, h.start_line, h.end_line, h.symbol, h.text) for n, h in enumerate(result.hits, 1)]
+            for p, hit in zip(passages, result.hits, strict=True):
+                yield "hit", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line, "symbol": p.symbol, "score": hit.score}
+            tracker = CitationTracker(passages)
+            deadline = time.perf_counter() + request.generation_budget_s
+            stream = self.generate(request.search.query, passages)
+            try:
+                async for delta in stream:
+                    if ttft_ms is None:
+                        ttft_ms = (time.perf_counter() - t0) * 1000
+                    tokens_out += 1
+                    yield "token", {"text": delta}
+                    for p in tracker.feed(delta):
+                        yield "citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line}
+                    if time.perf_counter() > deadline:
+                        fallbacks.append("generation_budget")
+                        yield "error", {"message": f"generation stopped at its budget of {request.generation_budget_s} s"}
+                        break
+            finally:
+                await _aclose(stream)
+            for p in tracker.finish():
+                yield "citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line}
+            seconds = time.perf_counter() - t0
+            yield "done", {
+                "trace_id": trace_id,
+                "mode": self.model_id,
+                "hits": len(passages),
+                "cited": [{"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line} for p in tracker.cited_passages],
+                "unknown_citations": tracker.unknown,
+                "usage": {"tokens_out": tokens_out, "ttft_ms": None if ttft_ms is None else round(ttft_ms, 1),
+                          "tokens_per_s": round(tokens_out / seconds, 2) if seconds > 0 else None},
+                "fallbacks": fallbacks,
+                "ms": round(seconds * 1000, 1),
+            }
+        except Exception as exc:  # reported to the client and the trace, never a half-open stream
+            error = f"{type(exc).__name__}: {exc}"
+            yield "error", {"message": error}
+        finally:
+            if self.traces is not None:
+                self.traces.write(self._trace(trace_id, request, result, fallbacks, error, tokens_out, ttft_ms, started_at, t0))
+
+    def _trace(self, trace_id, request, result, fallbacks, error, tokens_out, ttft_ms, started_at, t0) -> AnswerTrace:
+        seconds = time.perf_counter() - t0
+        scope = request.search.scope
+        return AnswerTrace(
+            trace_id=trace_id,
+            session_id=request.session_id,
+            query=request.search.query,
+            scope={"include": list(scope.include), "exclude": list(scope.exclude), "languages": list(scope.languages)},
+            budgets={"retrieval_s": request.retrieval_budget_s, "generation_s": request.generation_budget_s},
+            stage_ms=dict(result.timings_ms) if result else {},
+            retriever_ids={},
+            rerank_scores=[h.score for h in result.hits] if result else [],
+            model_id=self.model_id,
+            model_params={},
+            tokens_in=0,
+            tokens_out=tokens_out,
+            ttft_ms=ttft_ms,
+            tps=tokens_out / seconds if seconds > 0 and tokens_out else None,
+            mode=request.search.mode,
+            fallbacks=fallbacks,
+            error=error,
+            started_at=started_at,
+            ended_at=now(),
+        )
+
+
+async def _aclose(stream) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

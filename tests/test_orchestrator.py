@@ -1,0 +1,84 @@
+"""Budget and failure behaviour of the answer flow, with controllable stand-ins for search and generation
+(unit tests only; the real Serve path is exercised in test_serve.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from codeintel.answer.extractive import ExtractiveEngine
+from codeintel.answer.orchestrator import AnswerOrchestrator, AnswerRequest
+from codeintel.answer.traces import TraceWriter, read_traces
+from codeintel.retrieval.plan import Hit, SearchRequest, SearchResult
+
+
+def result(skipped=None) -> SearchResult:
+    hits = [Hit(id=n, uri=f"f{n}.py", start_line=1, end_line=3, lang="python", symbol=f"s{n}", score=1.0 / n, text="a\nb\nc", ranks={}) for n in (1, 2, 3)]
+    return SearchResult(query="q", mode="hybrid", hits=hits, files=[], timings_ms={"dense": 1.0}, retrievers={"dense": 3},
+                        version="v", skipped_retrievers=skipped or {})
+
+
+def collect(orchestrator, request) -> list[tuple[str, dict]]:
+    async def run():
+        return [e async for e in orchestrator.stream(request)]
+
+    return asyncio.run(run())
+
+
+async def search_ok(request):
+    return result({"bm25": "timeout: no answer within 5 s"})
+
+
+async def search_slow(request):
+    await asyncio.sleep(5)
+
+
+def extractive(question, passages):
+    async def gen():
+        for event in ExtractiveEngine().generate(question, passages):
+            yield event.data["text"]
+
+    return gen()
+
+
+def test_stream_order_citations_fallbacks_and_trace(tmp_path):
+    traces = TraceWriter(tmp_path / "t", flush_rows=1)
+    events = collect(AnswerOrchestrator(search_ok, extractive, "extractive", traces), AnswerRequest(SearchRequest(query="q")))
+    kinds = [k for k, _ in events]
+    assert kinds[:3] == ["hit"] * 3 and kinds[-1] == "done" and kinds.count("citation") == 3
+    done = events[-1][1]
+    assert [c["n"] for c in done["cited"]] == [1, 2, 3] and done["fallbacks"] == ["bm25"]
+    traces.close()
+    [row] = read_traces(tmp_path / "t")
+    assert row["trace_id"] == done["trace_id"] and row["fallbacks"] == ["bm25"] and row["error"] is None
+
+
+def test_retrieval_budget_and_generation_budget(tmp_path):
+    events = collect(AnswerOrchestrator(search_slow, extractive, "extractive"), AnswerRequest(SearchRequest(query="q"), retrieval_budget_s=0.05))
+    assert [k for k, _ in events] == ["error"] and "budget" in events[0][1]["message"]
+
+    stopped = []
+
+    def endless(question, passages):
+        async def gen():
+            try:
+                while True:
+                    await asyncio.sleep(0.01)
+                    yield "more text [1] "
+            finally:
+                stopped.append(True)
+
+        return gen()
+
+    events = collect(AnswerOrchestrator(search_ok, endless, "endless"), AnswerRequest(SearchRequest(query="q"), generation_budget_s=0.1))
+    kinds = [k for k, _ in events]
+    assert "error" in kinds and kinds[-1] == "done" and "generation_budget" in events[-1][1]["fallbacks"]
+    assert stopped == [True]  # the generator was closed, not abandoned
+    assert [k for k, _ in events].count("citation") == 1
+
+
+def test_failures_become_error_events():
+    async def broken(request):
+        raise RuntimeError("index went away")
+
+    events = collect(AnswerOrchestrator(broken, extractive, "extractive"), AnswerRequest(SearchRequest(query="q")))
+    assert events == [("error", {"message": "RuntimeError: index went away"})]
