@@ -111,6 +111,11 @@ class Ingress:
         self._index_info: tuple[float, dict] | None = None
         self.traces = TraceWriter(self.config.traces_dir) if self.config.traces_dir else None
 
+    def __del__(self) -> None:  # Serve calls this when the replica shuts down: flush queued traces
+        traces = getattr(self, "traces", None)
+        if traces is not None:
+            traces.close()
+
     # -- plumbing ---------------------------------------------------------------------------
     async def _session_scope(self, session_id: str | None) -> Scope | None:
         if not session_id:
