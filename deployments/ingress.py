@@ -155,7 +155,7 @@ class Ingress:
         hits = [(i, 1.0) for i in ids if allowed_set is None or i in allowed_set][:20]
         return RetrieverResult("path", hits, {"path": _ms(t)})
 
-    async def search_request(self, request: SearchRequest) -> tuple[SearchResult, SearchPlan]:
+    async def search_request(self, request: SearchRequest) -> SearchResult:
         plan = SearchPlan(request, rerank_depth=self.config.rerank_depth, rerank_weight=self.config.rerank_weight)
         allowed = None
         if not plan.scope.empty:
@@ -200,7 +200,7 @@ class Ingress:
             plan.timings["rerank"] = _ms(t)
         result = plan.result(rows, (await self._info())["version"])
         self.metrics.observe_search(result.timings_ms, result.retrievers, result.skipped_retrievers)
-        return result, plan
+        return result
 
     def _request(self, body: SearchBody, scope: Scope | None) -> SearchRequest:
         scope = body.scope.to_scope() if body.scope is not None else (scope or Scope())
@@ -215,7 +215,7 @@ class Ingress:
         start = time.perf_counter()
         status = 200
         try:
-            result, _ = await self.search_request(self._request(body, await self._session_scope(x_session_id)))
+            result = await self.search_request(self._request(body, await self._session_scope(x_session_id)))
             return Response(msgspec.json.encode(result), media_type="application/json")
         except Problem as exc:
             status = exc.status
@@ -236,9 +236,6 @@ class Ingress:
         finally:
             stream.cancel()
 
-    async def _search_only(self, request: SearchRequest) -> SearchResult:
-        return (await self.search_request(request))[0]
-
     @api.post("/v1/answer")
     async def answer(self, body: AnswerBody, request: Request, x_session_id: str | None = Header(default=None, max_length=128)) -> StreamingResponse:
         """Server-sent events: hit*, then token* with citation as each [n] first appears, then done (or error)."""
@@ -249,7 +246,7 @@ class Ingress:
             generation_budget_s=body.generation_budget_s,
         )
         model_id = (await self.generator.info.remote())["model_id"]
-        orchestrator = AnswerOrchestrator(self._search_only, self._generate, model_id, self.traces)
+        orchestrator = AnswerOrchestrator(self.search_request, self._generate, model_id, self.traces)
         self.metrics.request("answer", 200)
 
         async def events():
