@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingress-replicas", type=int, default=1)
     p.add_argument("--shards", type=int, default=1, help="FAISS shards (replicas split the vectors by id)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    p.add_argument("--generator", choices=["llm", "extractive"], default="llm",
+                   help="answer with the bundled CPU LLM (default) or extract snippets without a model")
 
     p = sub.add_parser("traces", help="show the newest answer traces")
     p.add_argument("--dir", default=os.environ.get("CODEINTEL_TRACES", ".codeintel-traces"), help="trace dataset directory")
@@ -231,7 +233,8 @@ def cmd_serve(args) -> int:
                        dashboard_host="127.0.0.1", log_to_driver=False)
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(
-        build_app({"index_dir": str(Path(args.index).resolve()), "ingress_replicas": args.ingress_replicas, "num_shards": args.shards}),
+        build_app({"index_dir": str(Path(args.index).resolve()), "ingress_replicas": args.ingress_replicas,
+                   "num_shards": args.shards, "generator": args.generator}),
         name="codeintel",
         route_prefix="/",
     )

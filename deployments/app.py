@@ -23,6 +23,7 @@ class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rerank_timeout_s: float = 15.0
     scope_backend: str = "memory"  # or redis://host:6379/0 (needs the redis extra)
     traces_dir: str | None = None  # where answer traces go (Parquet); None: next to the index
+    generator: str = "extractive"  # or "llm": the bundled CPU model (falls back to extractive)
 
 
 def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) -> Application:
@@ -47,7 +48,7 @@ def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) 
         opt(Hydrator, "Hydrator").bind(cfg.index_dir),
         opt(RerankerDeployment, "Reranker").bind(),
         opt(ScopeStore, "ScopeStore").bind(cfg.scope_backend),
-        opt(Generator, "Generator").bind(),
+        opt(Generator, "Generator").bind(cfg.generator),
         msgspec.to_builtins(config),
     )
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 from ray import serve
 
-from codeintel.answer.extractive import ExtractiveEngine, Passage
+from codeintel.answer.extractive import AnswerEvent, ExtractiveEngine, Passage
+from codeintel.answer.llm import LlamaEngine
 from codeintel.config import Settings
 from codeintel.embedding import Embedder, create_embedder
+from codeintel.errors import ModelUnavailableError
 from codeintel.rerank import Reranker, create_reranker
 from codeintel.retrieval.query import PreparedQuery
 from codeintel.retrieval.retrievers import LexicalRetriever as LexicalEngine
@@ -210,21 +212,36 @@ class ScopeStore:
 
 
 
-@serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0.1})
+@serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0.25})
 class Generator:
-    """Streams answer events for a question and its passages (extractive until an LLM engine lands)."""
+    """Streams answer events for a question and its passages.
 
-    def __init__(self, engine=None) -> None:
-        self.engine = engine or ExtractiveEngine()
+    ``engine="llm"``: the bundled CPU model through llama.cpp; when it cannot load, the replica falls
+    back to the extractive engine and says why (readiness reports degraded). ``"extractive"``: no model.
+    """
+
+    def __init__(self, engine: str = "extractive") -> None:
+        self.fallback: str | None = None
+        self.engine = ExtractiveEngine()
+        if engine == "llm":
+            try:
+                llm = LlamaEngine()
+                llm.count_tokens("warm up")  # assemble, tokenizer, weights: fail here, not mid-request
+                self.engine = llm
+            except (ModelUnavailableError, ImportError, OSError) as exc:
+                self.fallback = f"LLM unavailable, answering extractively: {exc}"
+        elif engine != "extractive":
+            raise ValueError(f"unknown generator engine {engine!r}")
 
     def generate(self, question: str, passages: list[Passage]):
         """Yields AnswerEvents; the ingress reads them with ``handle.options(stream=True)``."""
-        for event in self.engine.generate(question, passages):
-            yield event
+        for delta in self.engine.generate(question, passages):
+            yield AnswerEvent("token", {"text": delta})
 
     def info(self) -> dict:
-        return {"model_id": self.engine.model_id}
+        return {"model_id": self.engine.model_id, "fallback": self.fallback}
 
     def check_health(self) -> None:
-        list(self.engine.generate("health", [Passage(1, "x", 1, 1, "", "x")]))
+        if isinstance(self.engine, ExtractiveEngine):
+            list(self.engine.generate("health", [Passage(1, "x", 1, 1, "", "x")]))
 

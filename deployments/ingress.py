@@ -334,6 +334,8 @@ class Ingress:
             degraded.append("reranker down")
         if not checks["generator"]["ok"]:
             degraded.append("generator down")
+        elif checks["generator"].get("fallback"):
+            degraded.append(checks["generator"]["fallback"])
         if self.config.expect_gpu:
             cpu = [k for k, v in checks.items() if k.startswith("faiss_shard_") and v.get("ok") and not v.get("gpu")]
             if cpu:

@@ -34,8 +34,8 @@ async def search_slow(request):
 
 def extractive(question, passages):
     async def gen():
-        for event in ExtractiveEngine().generate(question, passages):
-            yield event.data["text"]
+        for delta in ExtractiveEngine().generate(question, passages):
+            yield delta
 
     return gen()
 

@@ -40,7 +40,8 @@ def test_prompt_fits_the_window_and_is_deterministic(count_tokens):
         assert build_prompt("what does fn3 do?", ps, count_tokens, window, 200) == prompt
     small = build_prompt("q", ps, count_tokens, 600, 200)
     assert 0 < len(small.passages) < len(ps) and small.passages[0].uri == "m1.py"  # most relevant first
-    assert "[1] m1.py:1-40 (fn1)" in small.messages[1]["content"] and "Cite every claim" in small.messages[0]["content"]
+    assert "[1] m1.py:1-40 (fn1)" in small.messages[-1]["content"] and "Cite every claim" in small.messages[0]["content"]
+    assert small.messages[-1]["content"].rstrip().endswith("of the sources it uses.")  # the question comes last
     with pytest.raises(ValueError):
         build_prompt("q", ps, count_tokens, 100, 200)
 

@@ -34,9 +34,9 @@ class ExtractiveEngine:
         self.passages = passages
         self.lines = lines
 
-    def generate(self, question: str, passages: Sequence[Passage]) -> Iterator[AnswerEvent]:
+    def generate(self, question: str, passages: Sequence[Passage]) -> Iterator[str]:
+        """Text deltas; citations are derived from the "[n]" in the text, as for a model's answer."""
         for p in passages[: self.passages]:
             snippet = "\n".join(p.text.split("\n")[: self.lines])
             label = f"[{p.n}] {p.uri}:{p.start_line}-{p.end_line}" + (f" ({p.symbol})" if p.symbol else "")
-            # citations are derived from the "[n]" in the text, as for a model's answer
-            yield AnswerEvent("token", {"text": f"{label}\n```\n{snippet}\n```\n"})
+            yield f"{label}\n```\n{snippet}\n```\n"
