@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from codeintel.answer.citations import CitationTracker
@@ -22,7 +23,7 @@ def test_assembled_model_is_verified_and_reused(engine, tmp_path):
     path = assemble_gguf()
     assert path.stat().st_size == QWEN_CODER_05B.size
     assert assemble_gguf() == path  # second call: cached
-    bad = QWEN_CODER_05B.__class__(**{**{f: getattr(QWEN_CODER_05B, f) for f in QWEN_CODER_05B.__struct_fields__}, "sha256": "0" * 64})
+    bad = msgspec.structs.replace(QWEN_CODER_05B, sha256="0" * 64)
     with pytest.raises(ModelUnavailableError, match="sha256"):
         assemble_gguf(bad, cache_dir=tmp_path)
     assert not list(tmp_path.glob("*.tmp"))

@@ -118,6 +118,7 @@ class LlamaEngine:
         self._server = None
         self._tokenizer = None
         self._lock = threading.Lock()  # one generation at a time per replica (n_parallel = 1)
+        self.last_prompt_tokens = 0
 
     def _load(self) -> None:
         import xllamacpp
