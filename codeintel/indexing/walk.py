@@ -6,7 +6,6 @@ import hashlib
 import os
 import re
 import subprocess
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,9 +54,6 @@ class Skipped:
 class WalkResult:
     candidates: list[Candidate] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-
-    def skip_counts(self) -> Counter[str]:
-        return Counter(s.reason for s in self.skipped)
 
 
 def _git(root: Path, *args: str) -> str | None:

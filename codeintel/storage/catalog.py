@@ -122,13 +122,6 @@ class Catalog:
                 break
         return ids[:limit]
 
-    def file_lines(self, uri: str) -> list[ChunkRow]:
-        rows = self._cursor().execute(
-            f"SELECT {_SELECT} FROM chunks WHERE uri = ? ORDER BY start_line",
-            [uri],
-        ).fetchall()
-        return [ChunkRow(*r) for r in rows]
-
     def close(self) -> None:
         with self._lock:
             for cursor in self._cursors:
