@@ -97,9 +97,12 @@ class LexicalDoc:
 
 
 def lexical_query(query: str) -> str:
-    """The query as Lucene should see it: expanded like documents, with Lucene syntax neutralised."""
+    """The query as Lucene should see it: expanded like documents, whitespace-normalised, bounded.
+
+    SimpleSearcher builds a bag-of-words query from analyzed terms, so Lucene syntax (AND, quotes,
+    field:value) is never interpreted (tests/test_lexical.py checks it).
+    """
     expanded = expand_text(query)
-    # SimpleSearcher parses with a bag-of-words generator; strip characters that could form operators.
     return " ".join(expanded.replace("\x00", " ").split())[:8000]
 
 
