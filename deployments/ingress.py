@@ -22,10 +22,11 @@ from codeintel.answer.orchestrator import AnswerOrchestrator, AnswerRequest
 from codeintel.answer.traces import TraceWriter
 from codeintel.errors import InputError
 from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, MODES, SearchPlan, SearchRequest, SearchResult
-from codeintel.retrieval.retrievers import RetrieverResult
+from codeintel.retrieval.retrievers import RetrieverResult, elapsed_ms, path_hits
 from codeintel.service.metrics import ServiceMetrics
 from codeintel.service.problems import Problem, install_problem_handlers
 from codeintel.service.scopes import ScopeCache
+from codeintel.storage.dense import merge_best
 from codeintel.storage.scope import Scope
 
 __all__ = ["Ingress", "IngressConfig", "api"]
@@ -72,9 +73,6 @@ api = FastAPI(
 install_problem_handlers(api)
 
 
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)
-
 
 async def _call(response, timeout: float):
     """Await a Serve DeploymentResponse with a timeout, cancelling it when time runs out."""
@@ -91,10 +89,6 @@ async def _await(response):
 
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
-
-
-def _scope_json(scope: Scope) -> dict:
-    return {"include": list(scope.include), "exclude": list(scope.exclude), "languages": list(scope.languages)}
 
 
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25})
@@ -137,23 +131,17 @@ class Ingress:
     async def _dense(self, plan: SearchPlan, allowed: list[int] | None) -> RetrieverResult:
         t = time.perf_counter()
         vector = await self.embedder.embed_queries.remote([plan.prepared.text])
-        embed_ms = _ms(t)
+        embed_ms = elapsed_ms(t)
         t = time.perf_counter()
         parts = await asyncio.gather(*(s.search.remote(vector, plan.fetch, allowed) for s in self.shards))
-        merged: dict[int, float] = {}
-        for hits in parts:
-            for id_, score in hits:
-                if score > merged.get(id_, float("-inf")):
-                    merged[id_] = score
-        hits = sorted(merged.items(), key=lambda kv: -kv[1])[: plan.fetch]
-        return RetrieverResult("dense", hits, {"embed": embed_ms, "dense": _ms(t)})
+        hits = merge_best(parts, plan.fetch)
+        return RetrieverResult("dense", hits, {"embed": embed_ms, "dense": elapsed_ms(t)})
 
     async def _path(self, plan: SearchPlan, allowed: list[int] | None) -> RetrieverResult:
         t = time.perf_counter()
         ids = await self.hydrator.ids_for_paths.remote(plan.prepared.paths, 80) if plan.prepared.paths else []
-        allowed_set = None if allowed is None else set(allowed)
-        hits = [(i, 1.0) for i in ids if allowed_set is None or i in allowed_set][:20]
-        return RetrieverResult("path", hits, {"path": _ms(t)})
+        hits = path_hits(ids, None if allowed is None else set(allowed), 20)
+        return RetrieverResult("path", hits, {"path": elapsed_ms(t)})
 
     async def search_request(self, request: SearchRequest) -> SearchResult:
         plan = SearchPlan(request, rerank_depth=self.config.rerank_depth, rerank_weight=self.config.rerank_weight)
@@ -161,7 +149,7 @@ class Ingress:
         if not plan.scope.empty:
             t = time.perf_counter()
             allowed = await self.hydrator.ids_in_scope.remote(plan.scope)
-            plan.timings["scope"] = _ms(t)
+            plan.timings["scope"] = elapsed_ms(t)
         calls: dict[str, Any] = {}
         for name in plan.retrievers:
             if name == "dense":
@@ -187,7 +175,7 @@ class Ingress:
         ids = plan.fuse(results, skipped)
         t = time.perf_counter()
         rows = plan.select(await self.hydrator.query_by_ids.remote(ids, plan.scope))
-        plan.timings["hydrate"] = _ms(t)
+        plan.timings["hydrate"] = elapsed_ms(t)
         if plan.reranks and rows:
             t = time.perf_counter()
             try:
@@ -197,7 +185,7 @@ class Ingress:
                 plan.skipped["rerank"] = f"timeout: no answer within {self.config.rerank_timeout_s} s"
             except Exception as exc:  # a failing reranker degrades the answer, it does not fail it
                 plan.skipped["rerank"] = f"error: {type(exc).__name__}"
-            plan.timings["rerank"] = _ms(t)
+            plan.timings["rerank"] = elapsed_ms(t)
         result = plan.result(rows, (await self._info())["version"])
         self.metrics.observe_search(result.timings_ms, result.retrievers, result.skipped_retrievers)
         return result
@@ -269,14 +257,14 @@ class Ingress:
             cause = getattr(exc, "cause", None) or exc
             raise Problem(400, "Bad scope", str(cause).splitlines()[-1]) from None
         self.scope_cache.drop(x_session_id)
-        return JSONResponse({"session_id": x_session_id, "scope": _scope_json(scope)})
+        return JSONResponse({"session_id": x_session_id, "scope": msgspec.to_builtins(scope)})
 
     @api.get("/v1/scope")
     async def get_scope(self, x_session_id: str = Header(max_length=128)) -> JSONResponse:
         scope = await self.scopes.get.remote(x_session_id)
         if scope is None:
             raise Problem(404, "Unknown session", f"no scope is set for session {x_session_id!r} (or it expired)")
-        return JSONResponse({"session_id": x_session_id, "scope": _scope_json(scope)})
+        return JSONResponse({"session_id": x_session_id, "scope": msgspec.to_builtins(scope)})
 
     @api.delete("/v1/scope", status_code=204)
     async def delete_scope(self, x_session_id: str = Header(max_length=128)) -> Response:

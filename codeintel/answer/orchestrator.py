@@ -106,7 +106,7 @@ class AnswerOrchestrator:
             trace_id=trace_id,
             session_id=request.session_id,
             query=request.search.query,
-            scope={"include": list(scope.include), "exclude": list(scope.exclude), "languages": list(scope.languages)},
+            scope=msgspec.to_builtins(scope),
             budgets={"retrieval_s": request.retrieval_budget_s, "generation_s": request.generation_budget_s},
             stage_ms=dict(result.timings_ms) if result else {},
             retriever_ids={},

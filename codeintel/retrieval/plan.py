@@ -16,7 +16,7 @@ import msgspec
 from codeintel.errors import InputError
 from codeintel.retrieval.fusion import aggregate_files, collapse_overlaps, reciprocal_rank_fusion
 from codeintel.retrieval.query import PreparedQuery, is_auxiliary_path, prepare_query
-from codeintel.retrieval.retrievers import RetrieverResult
+from codeintel.retrieval.retrievers import RetrieverResult, elapsed_ms
 from codeintel.storage.catalog import ChunkRow
 from codeintel.storage.scope import Scope, validate_scope
 
@@ -91,9 +91,6 @@ def rerank_text(row: ChunkRow) -> str:
     return f"{head}\n{row.context}\n{row.text}" if row.context else f"{head}\n{row.text}"
 
 
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)
-
 
 class SearchPlan:
     def __init__(self, request: SearchRequest, *, rerank_depth: int = 30, rerank_weight: float = 0.5) -> None:
@@ -105,7 +102,7 @@ class SearchPlan:
         self.depth = max(self.request.k, rerank_depth) if self.reranks else self.request.k
         self.fetch = min(MAX_K * 2, max(self.depth * 2, 50))  # room for overlap collapse and disagreement
         self.retrievers: tuple[str, ...] = _RETRIEVERS[self.request.mode]
-        self.timings: dict[str, float] = {"prepare": _ms(t)}
+        self.timings: dict[str, float] = {"prepare": elapsed_ms(t)}
         self._results: list[RetrieverResult] = []
         self._scores: dict[int, float] = {}
         self.skipped: dict[str, str] = {}
@@ -131,7 +128,7 @@ class SearchPlan:
         else:
             fused = next(iter(ranked.values()), [])
         self._scores = dict(fused)
-        self.timings["fuse"] = _ms(t)
+        self.timings["fuse"] = elapsed_ms(t)
         return [i for i, _ in fused[: self.depth * 2]]
 
     def select(self, rows: Sequence[ChunkRow]) -> list[ChunkRow]:

@@ -14,7 +14,7 @@ from codeintel.storage.catalog import Catalog
 from codeintel.storage.dense import DenseIndex
 from codeintel.storage.lexical import LexicalIndex
 
-__all__ = ["RetrieverResult", "Retriever", "DenseRetriever", "LexicalRetriever", "PathRetriever"]
+__all__ = ["RetrieverResult", "Retriever", "DenseRetriever", "LexicalRetriever", "PathRetriever", "elapsed_ms", "path_hits"]
 
 _MAX_DEPTH = 4000
 
@@ -34,8 +34,14 @@ class Retriever(Protocol):
         ...
 
 
-def _ms(start: float) -> float:
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a perf_counter reading), rounded for reports."""
     return round((time.perf_counter() - start) * 1000, 3)
+
+
+def path_hits(ids, allowed, limit: int) -> list[tuple[int, float]]:
+    """Chunks of files the query names, within the scope, capped: every one scores alike."""
+    return [(i, 1.0) for i in ids if allowed is None or i in allowed][:limit]
 
 
 class DenseRetriever:
@@ -48,14 +54,14 @@ class DenseRetriever:
     def retrieve(self, query: PreparedQuery, k: int, allowed: frozenset[int] | None = None) -> RetrieverResult:
         t = time.perf_counter()
         vector = self.embedder.embed_queries([query.text])
-        embed_ms = _ms(t)
+        embed_ms = elapsed_ms(t)
         t = time.perf_counter()
         if allowed is not None and not allowed:
             hits: list[tuple[int, float]] = []
         else:
             selector = np.fromiter(allowed, dtype=np.int64) if allowed is not None else None
             hits = self.index.search(vector, k, allowed=selector)[0]
-        return RetrieverResult(self.name, hits, {"embed": embed_ms, "dense": _ms(t)})
+        return RetrieverResult(self.name, hits, {"embed": embed_ms, "dense": elapsed_ms(t)})
 
 
 class LexicalRetriever:
@@ -77,7 +83,7 @@ class LexicalRetriever:
                 if len(hits) >= k or len(raw) < depth or depth >= _MAX_DEPTH:
                     break
                 depth *= 4
-        return RetrieverResult(self.name, hits, {"bm25": _ms(t)})
+        return RetrieverResult(self.name, hits, {"bm25": elapsed_ms(t)})
 
 
 class PathRetriever:
@@ -94,5 +100,5 @@ class PathRetriever:
         hits: list[tuple[int, float]] = []
         if query.paths:
             ids = self.catalog.ids_for_paths(query.paths, limit=min(k, self.per_query) * 4)
-            hits = [(i, 1.0) for i in ids if allowed is None or i in allowed][: min(k, self.per_query)]
-        return RetrieverResult(self.name, hits, {"path": _ms(t)})
+            hits = path_hits(ids, allowed, min(k, self.per_query))
+        return RetrieverResult(self.name, hits, {"path": elapsed_ms(t)})

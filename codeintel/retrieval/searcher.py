@@ -15,7 +15,7 @@ from codeintel.config import Settings
 from codeintel.embedding import Embedder, create_embedder
 from codeintel.rerank import Reranker, create_reranker
 from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, MODES, FileHit, Hit, SearchPlan, SearchRequest, SearchResult
-from codeintel.retrieval.retrievers import DenseRetriever, LexicalRetriever, PathRetriever, Retriever
+from codeintel.retrieval.retrievers import DenseRetriever, LexicalRetriever, PathRetriever, Retriever, elapsed_ms
 from codeintel.storage.catalog import Catalog
 from codeintel.storage.dense import DenseIndex, set_search_threads
 from codeintel.storage.layout import IndexLayout, IndexManifest
@@ -24,9 +24,6 @@ from codeintel.storage.scope import Scope
 
 __all__ = ["MODES", "Hit", "FileHit", "SearchResult", "Searcher", "MAX_K", "MAX_QUERY_CHARS"]
 
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)
 
 
 class Searcher:
@@ -78,16 +75,16 @@ class Searcher:
                           rerank_depth=self.rerank_depth, rerank_weight=self.rerank_weight)
         t = time.perf_counter()
         allowed = None if plan.scope.empty else frozenset(self.catalog.ids_in_scope(plan.scope))
-        plan.timings["scope"] = _ms(t)
+        plan.timings["scope"] = elapsed_ms(t)
         retrievers = self.retrievers()
         ids = plan.fuse([retrievers[name].retrieve(plan.prepared, plan.fetch, allowed) for name in plan.retrievers])
         t = time.perf_counter()
         rows = plan.select(self.catalog.query_by_ids(ids, plan.scope))
-        plan.timings["hydrate"] = _ms(t)
+        plan.timings["hydrate"] = elapsed_ms(t)
         if plan.reranks and rows:
             t = time.perf_counter()
             rows = plan.apply_rerank(rows, self.reranker.score(plan.prepared.text, plan.rerank_inputs(rows)))
-            plan.timings["rerank"] = _ms(t)
+            plan.timings["rerank"] = elapsed_ms(t)
         return plan.result(rows, self.paths.name)
 
     def close(self) -> None:

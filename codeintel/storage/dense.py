@@ -18,7 +18,7 @@ import numpy as np
 from codeintel.config import DenseSettings, EmbeddingContract
 from codeintel.errors import IndexFormatError
 
-__all__ = ["DenseManifest", "DenseIndex", "build_index", "set_search_threads"]
+__all__ = ["DenseManifest", "DenseIndex", "build_index", "merge_best", "set_search_threads"]
 
 import faiss  # noqa: E402  (after numpy, as faiss expects)
 
@@ -182,17 +182,22 @@ class DenseIndex:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(_ids(allowed)))
             if self.manifest.index_type == "IVFFlat":
                 params = faiss.SearchParametersIVF(sel=params.sel, nprobe=int(self.manifest.params.get("nprobe", 64)))
-        results: list[dict[int, float]] = [dict() for _ in range(len(q))]
+        per_index = []
         for index in (self.primary, self.secondary):
-            if index.ntotal == 0:
-                continue
-            scores, ids = index.search(q, min(k, index.ntotal), params=params)
-            for row, (srow, irow) in enumerate(zip(scores, ids)):
-                best = results[row]
-                for score, id_ in zip(srow.tolist(), irow.tolist()):
-                    if id_ >= 0 and score > best.get(id_, -math.inf):
-                        best[id_] = score
-        return [sorted(r.items(), key=lambda kv: -kv[1])[:k] for r in results]
+            if index.ntotal:
+                scores, ids = index.search(q, min(k, index.ntotal), params=params)
+                per_index.append([list(zip(irow.tolist(), srow.tolist(), strict=True)) for srow, irow in zip(scores, ids, strict=True)])
+        return [merge_best([lists[row] for lists in per_index], k) for row in range(len(q))]
+
+
+def merge_best(hit_lists, k: int) -> list[tuple[int, float]]:
+    """Merge ranked (id, score) lists (primary + secondary, or shards): each id at its best score, top k."""
+    best: dict[int, float] = {}
+    for hits in hit_lists:
+        for id_, score in hits:
+            if id_ >= 0 and score > best.get(id_, -math.inf):
+                best[id_] = score
+    return sorted(best.items(), key=lambda kv: -kv[1])[:k]
 
 
 def _now() -> str:
