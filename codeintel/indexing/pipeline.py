@@ -75,6 +75,11 @@ def embed_input(chunk: Chunk) -> str:
     return f"{head}\n{chunk.context}\n{chunk.text}" if chunk.context else f"{head}\n{chunk.text}"
 
 
+def cache_key(chunk: Chunk) -> str:
+    """The embedding cache's key: the hash of exactly what the embedder reads."""
+    return content_hash(embed_input(chunk))
+
+
 def _lexical_doc(chunk: Chunk) -> LexicalDoc:
     return LexicalDoc(chunk.id, chunk.uri, chunk.symbol, chunk.context, chunk.text)
 
@@ -286,7 +291,7 @@ class Indexer:
             return vectors, 0, reused
         cache = EmbeddingCache(cache_path, self.settings.embedding)
         try:
-            keys = [content_hash(embed_input(chunks[i])) for i in missing]
+            keys = [cache_key(chunks[i]) for i in missing]
             hits = cache.get_many(keys)
             todo = []
             for i, key in zip(missing, keys):
@@ -369,7 +374,7 @@ class Indexer:
         if cache_path.exists() and chunks:
             cache = EmbeddingCache(cache_path, self.settings.embedding)
             try:
-                hits = len(cache.get_many([content_hash(embed_input(c)) for c in chunks]))
+                hits = len(cache.get_many([cache_key(c) for c in chunks]))
             finally:
                 cache.close()
         report.reused_embeddings = hits
