@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -129,3 +130,38 @@ SMALL_REPO: dict[str, str] = {
 @pytest.fixture
 def small_repo(tmp_path) -> Path:
     return write_tree(tmp_path / "repo", SMALL_REPO)
+
+
+# -- the Serve app, once per session (tests/test_serve.py and every HTTP-level test) ----------------
+PORT = int(os.environ.get("CODEINTEL_TEST_PORT", "18765"))  # concurrent sessions pick their own
+FAULT_LEXICAL = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_LEXICAL": "1"}}}}
+SERVE_STATE: dict = {}
+FAULT_DIM = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_FAISS_DIM": "768"}}}}
+
+
+@pytest.fixture(scope="session")
+def serve_url(tmp_path_factory, real_embedder):
+    """The real Serve graph on a local Ray, started once per test session; apps: main, faulty, mismatch."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+    from ray import serve
+
+    from codeintel.indexing.pipeline import Indexer
+    from deployments.app import AppArgs, build_graph
+
+    root = tmp_path_factory.mktemp("serve")
+    repo = write_tree(root / "repo", SMALL_REPO)
+    Indexer(embedder=real_embedder).run(repo, root / "idx")
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
+        cfg = AppArgs(index_dir=str(root / "idx"), ingress_replicas=2, retriever_timeout_s=10)
+        serve.run(build_graph(cfg), name="main", route_prefix="/")
+        serve.run(build_graph(msgspec.structs.replace(cfg, ingress_replicas=1), {"LexicalRetriever": FAULT_LEXICAL}), name="faulty", route_prefix="/faulty")
+        serve.run(build_graph(msgspec.structs.replace(cfg, ingress_replicas=1), {"FaissShard0": FAULT_DIM}), name="mismatch", route_prefix="/mismatch")
+        SERVE_STATE.update(repo=repo, index=root / "idx", traces=root / "idx-traces")  # traces: build_app's default, next to the index
+        yield f"http://127.0.0.1:{PORT}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()

@@ -9,49 +9,9 @@ import time
 import httpx
 import pytest
 
-from codeintel.indexing.pipeline import Indexer
-
-from conftest import SMALL_REPO, write_tree
+from conftest import SERVE_STATE as STATE, SMALL_REPO
 
 pytestmark = pytest.mark.integration
-
-PORT = 18765
-FAULT_LEXICAL = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_LEXICAL": "1"}}}}
-STATE: dict = {}
-FAULT_DIM = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_FAISS_DIM": "768"}}}}
-
-
-@pytest.fixture(scope="module")
-def serve_url(tmp_path_factory, real_embedder):
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-    from ray import serve
-
-    from deployments.app import AppArgs, build_graph
-
-    root = tmp_path_factory.mktemp("serve")
-    repo = write_tree(root / "repo", SMALL_REPO)
-    Indexer(embedder=real_embedder).run(repo, root / "idx")
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-        cfg = AppArgs(index_dir=str(root / "idx"), ingress_replicas=2, retriever_timeout_s=10)
-        serve.run(build_graph(cfg), name="main", route_prefix="/")
-        serve.run(build_graph(msgspec_replace(cfg, ingress_replicas=1), {"LexicalRetriever": FAULT_LEXICAL}), name="faulty", route_prefix="/faulty")
-        serve.run(build_graph(msgspec_replace(cfg, ingress_replicas=1), {"FaissShard0": FAULT_DIM}), name="mismatch", route_prefix="/mismatch")
-        STATE["traces"] = root / "idx-traces"  # build_app's default: next to the index
-        yield f"http://127.0.0.1:{PORT}"
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-
-
-def msgspec_replace(struct, **changes):
-    import msgspec
-
-    return msgspec.structs.replace(struct, **changes)
-
 
 @pytest.fixture
 def client(serve_url):
