@@ -5,7 +5,9 @@
 Per question: retrieve in-process from the dev indexes (``../evalindex``, see eval_retrieval.py),
 stream an answer from the bundled LLM with the production prompt, then score: does the answer cite
 at least one gold file, citation precision (cited files that are gold), and word-overlap F1 with the
-reference answer. Also TTFT, tokens/s and prompt tokens. Slow on CPU: use --limit.
+reference answer; the same with post-hoc attribution (an answer citing nothing is pointed at the
+passages whose identifiers it uses, as the orchestrator does). Also TTFT, tokens/s and prompt
+tokens. Slow on CPU: use --limit.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from codeintel.answer.citations import CitationTracker
+from codeintel.answer.citations import CitationTracker, attribute
 from codeintel.answer.extractive import Passage
 from codeintel.answer.llm import LlamaEngine
 from codeintel.answer.prompt import build_prompt
@@ -80,10 +82,14 @@ def main() -> int:
         seconds = time.perf_counter() - start
         answer = "".join(deltas)
         cited = {p.uri for p in tracker.cited_passages}
+        attributed = {p.uri for p in ([] if tracker.cited else attribute(answer, prompt.passages))}  # as the orchestrator does
+        both = cited | attributed
         gold = set(r["gold_files"])
         results.append({
             "id": r["id"], "cites_gold": bool(cited & gold), "cited_any": bool(cited),
             "citation_precision": len(cited & gold) / len(cited) if cited else None,
+            "cites_gold_with_attribution": bool(both & gold), "cited_any_with_attribution": bool(both),
+            "citation_precision_with_attribution": len(both & gold) / len(both) if both else None,
             "unknown_citations": tracker.unknown, "overlap_f1": overlap_f1(answer, r.get("reference_answer", "")),
             "prompt_tokens": prompt.prompt_tokens, "tokens_out": len(deltas), "ttft_s": first,
             "tokens_per_s": (len(deltas) - 1) / (seconds - first) if first is not None and seconds > first and len(deltas) > 1 else None,
@@ -99,7 +105,10 @@ def main() -> int:
     summary = {
         "n": len(results), "model": engine.model_id, "mode": args.mode, "k": args.k,
         "share_citing_a_gold_file": mean("cites_gold"), "share_citing_anything": mean("cited_any"),
-        "citation_precision": mean("citation_precision"), "overlap_f1": mean("overlap_f1"),
+        "citation_precision": mean("citation_precision"),
+        "share_citing_a_gold_file_with_attribution": mean("cites_gold_with_attribution"),
+        "share_citing_anything_with_attribution": mean("cited_any_with_attribution"),
+        "citation_precision_with_attribution": mean("citation_precision_with_attribution"), "overlap_f1": mean("overlap_f1"),
         "unknown_citations": sum(x["unknown_citations"] for x in results),
         "ttft_p50_s": round(percentile(ttfts, 0.5), 2), "ttft_p95_s": round(percentile(ttfts, 0.95), 2),
         "tokens_per_s": mean("tokens_per_s"), "prompt_tokens_mean": mean("prompt_tokens"), "tokens_out_mean": mean("tokens_out"),

@@ -1,4 +1,4 @@
-"""Command line: ``codeintel index | search | status | serve | ask | traces``.
+"""Command line: ``codeintel index | search | status | serve | ask | traces | mcp``.
 
 Errors a user can cause print one line and exit with code 2; Ctrl-C exits 130 and leaves the
 previously published index untouched.
@@ -85,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--k", type=int, default=5)
     p.add_argument("--session", help="X-Session-ID (its stored scope applies)")
     p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the server to be ready")
+
+    p = sub.add_parser("mcp", help="MCP server for coding agents, forwarding to a running codeintel server")
+    p.add_argument("--url", default=os.environ.get("CODEINTEL_URL", "http://127.0.0.1:8000"),
+                   help="codeintel HTTP endpoint (default: $CODEINTEL_URL or http://127.0.0.1:8000)")
+    p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio",
+                   help="stdio (default: the agent spawns this process) or streamable-http (serves /mcp)")
+    p.add_argument("--host", default="127.0.0.1", help="streamable-http: interface to listen on")
+    p.add_argument("--port", type=int, default=8001, help="streamable-http: port (default 8001)")
+    p.add_argument("--index", default=os.environ.get("CODEINTEL_INDEX"),
+                   help="index estimate_index compares against (default: the served index when on this machine)")
+    p.add_argument("--config", help="settings TOML file for estimate_index (default: $CODEINTEL_CONFIG)")
     return parser
 
 
@@ -111,7 +122,7 @@ def cmd_index(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from codeintel.indexing.pipeline import Indexer
+    from codeintel.indexing.pipeline import Indexer, describe_dry_run
 
     settings = _settings(args)
     console = Console(stderr=True)
@@ -144,12 +155,7 @@ def cmd_index(args) -> int:
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items(), key=lambda kv: -kv[1])) or "none"
     commit = f"@{report.commit[:12]}" if report.commit else ""
     if report.dry_run:
-        print(f"dry run: {report.repo}{commit}: {report.files} files, {report.changed_files} new or changed, "
-              f"{report.removed_files} removed; {report.new_chunks} chunks to write, "
-              f"{report.new_chunks - report.reused_embeddings} to embed; skipped: {skipped}; "
-              f"estimated {report.estimated_seconds:.0f} s")
-        if report.chunks_by_directory:
-            print("  chunks by top-level directory: " + ", ".join(f"{d} {n}" for d, n in report.chunks_by_directory.items()))
+        print("\n".join(describe_dry_run(report)))
     elif report.up_to_date:
         print(f"up to date: {report.repo}{commit}: {report.files} files, {report.chunks} chunks (version {report.version}); "
               f"nothing embedded; {report.seconds:.1f} s")
@@ -290,7 +296,8 @@ def cmd_ask(args) -> int:
                     elif event == "token":
                         print(data["text"], end="", flush=True)
                     elif event == "citation":
-                        print(f"  -> cites [{data['n']}] {data['uri']}:{data['start_line']}-{data['end_line']}", flush=True)
+                        how = "draws on" if data.get("attributed") else "cites"  # attributed: matched after the fact
+                        print(f"  -> {how} [{data['n']}] {data['uri']}:{data['start_line']}-{data['end_line']}", flush=True)
                     elif event == "done":
                         print(f"done: trace {data['trace_id']}, {data['hits']} hits, {data['ms']:.0f} ms ({data['mode']})", flush=True)
     return 0
@@ -315,11 +322,26 @@ def cmd_traces(args) -> int:
     return 0
 
 
+def cmd_mcp(args) -> int:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(args.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise InputError(f"--url must be an http(s) URL such as http://127.0.0.1:8000, not {args.url!r}")
+    if not 1 <= args.port <= 65535:
+        raise InputError(f"--port must be between 1 and 65535, not {args.port}")
+    from codeintel.mcp import serve
+
+    serve(args.url, args.transport, args.host, args.port, args.index, args.config)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "serve": cmd_serve, "ask": cmd_ask, "traces": cmd_traces}[args.command]
+    handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status, "serve": cmd_serve, "ask": cmd_ask, "traces": cmd_traces,
+               "mcp": cmd_mcp}[args.command]
     try:
         return handler(args)
     except CodeIntelError as exc:

@@ -10,12 +10,15 @@ __all__ = [
     "CodeIntelError",
     "InputError",
     "IndexNotFoundError",
+    "VersionGoneError",
     "IndexFormatError",
     "ContractMismatchError",
     "ScopeError",
     "EmptyRepositoryError",
     "IndexLockedError",
     "ModelUnavailableError",
+    "NotIndexedError",
+    "ServiceError",
 ]
 
 
@@ -29,6 +32,10 @@ class InputError(CodeIntelError):
 
 class IndexNotFoundError(InputError):
     """No published index version exists where one was expected."""
+
+
+class VersionGoneError(IndexNotFoundError):
+    """A query was pinned to an index version that has since been replaced and pruned (retry on the current one)."""
 
 
 class IndexFormatError(InputError):
@@ -62,3 +69,18 @@ class IndexLockedError(InputError):
 
 class ModelUnavailableError(CodeIntelError):
     """A bundled model package is missing or does not match its contract."""
+
+
+class NotIndexedError(InputError):
+    """The path names no file of the published index (HTTP 404): only indexed files are served."""
+
+
+class ServiceError(CodeIntelError):
+    """The codeintel HTTP service answered with a problem, or could not be reached (``status`` None).
+
+    Clients of the HTTP API (the MCP server) raise this one type, carrying the problem's detail.
+    """
+
+    def __init__(self, detail: str, status: int | None = None, title: str | None = None) -> None:
+        self.detail, self.status, self.title = detail, status, title
+        super().__init__(f"{title} ({status}): {detail}" if status is not None else detail)

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from ray.serve import Application
 
-from deployments.components import EmbedderDeployment, FaissShard, Generator, Hydrator, LexicalRetriever, RerankerDeployment, ScopeStore
+from deployments.components import EmbedderDeployment, FaissShard, Generator, Hydrator, IndexWriter, LexicalRetriever, RerankerDeployment, ScopeStore
 from deployments.ingress import Ingress, IngressConfig
 
 __all__ = ["AppArgs", "build_app", "build_graph"]
@@ -40,7 +40,7 @@ def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) 
         for i in range(cfg.num_shards)
     ]
     traces = cfg.traces_dir or str(Path(cfg.index_dir).resolve().parent / (Path(cfg.index_dir).name + "-traces"))
-    config = IngressConfig(traces_dir=traces, retriever_timeout_s=cfg.retriever_timeout_s, rerank_timeout_s=cfg.rerank_timeout_s, expect_gpu=cfg.use_gpu)
+    config = IngressConfig(index_dir=cfg.index_dir, traces_dir=traces, retriever_timeout_s=cfg.retriever_timeout_s, rerank_timeout_s=cfg.rerank_timeout_s, expect_gpu=cfg.use_gpu)
     return opt(Ingress, "Ingress", num_replicas=cfg.ingress_replicas).bind(
         opt(EmbedderDeployment, "Embedder").bind(),
         shards,
@@ -50,6 +50,7 @@ def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) 
         opt(ScopeStore, "ScopeStore").bind(cfg.scope_backend),
         opt(Generator, "Generator").bind(cfg.generator),
         msgspec.to_builtins(config),
+        writer=opt(IndexWriter, "IndexWriter").bind(cfg.index_dir),
     )
 
 

@@ -16,23 +16,27 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from codeintel.answer.extractive import Passage
 from codeintel.answer.orchestrator import AnswerOrchestrator, AnswerRequest
 from codeintel.answer.traces import TraceWriter
-from codeintel.errors import InputError
+from codeintel.errors import CodeIntelError, InputError, VersionGoneError
 from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, MODES, SearchPlan, SearchRequest, SearchResult
 from codeintel.retrieval.retrievers import RetrieverResult, elapsed_ms, path_hits
 from codeintel.service.metrics import ServiceMetrics
 from codeintel.service.problems import Problem, install_problem_handlers
 from codeintel.service.scopes import ScopeCache
 from codeintel.storage.dense import merge_best
+from codeintel.storage.layout import IndexLayout
 from codeintel.storage.scope import Scope
+from codeintel.storage.source import MAX_LINES
 
 __all__ = ["Ingress", "IngressConfig", "api"]
 
 
 class IngressConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    index_dir: str | None = None  # requests pin the version its CURRENT names; None: replicas read CURRENT themselves
     traces_dir: str | None = None  # AnswerTrace Parquet dataset; None: no traces
     retriever_timeout_s: float = 5.0
     rerank_timeout_s: float = 15.0
@@ -65,6 +69,29 @@ class AnswerBody(SearchBody):
     generation_budget_s: float = Field(default=120.0, gt=0, le=600)
 
 
+class ReindexBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = Field(default=None, max_length=4096, description="the indexed repository or a folder inside it; default: the repository")
+    rebuild: bool = Field(default=False, description="ignore the previous version and build from scratch (recovers a damaged index)")
+
+
+class ChunksBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    uri: str = Field(min_length=1, max_length=4096)
+    start_line: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    end_line: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
+class FileBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    uri: str = Field(min_length=1, max_length=4096)
+    start_line: int = Field(default=1, ge=1, le=2**31 - 1)
+    end_line: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
+MAX_FILE_CHUNKS = 200  # chunks one /v1/chunks answer holds at most
+
+
 api = FastAPI(
     title="codeintel",
     version="0.1.0",
@@ -87,6 +114,26 @@ async def _await(response):
     return await response
 
 
+async def _replica(response):
+    """Await a replica call; a codeintel error raised there surfaces as itself (a problem), not as a RayTaskError."""
+    try:
+        return await response
+    except Exception as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, CodeIntelError):
+            raise cause from None
+        raise
+
+
+async def _ask(method, *args):
+    """Call an idempotent replica method; when the replica died under the call, ask once more (Serve
+    routes it to a live replica)."""
+    try:
+        return await _replica(method.remote(*args))
+    except (RayActorError, ActorUnavailableError):
+        return await _replica(method.remote(*args))
+
+
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
@@ -94,8 +141,8 @@ def _sse(event: str, data: dict) -> str:
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, embedder, shards: list, lexical, hydrator, reranker, scopes, generator, config: IngressConfig | dict | None = None) -> None:
-        self.embedder, self.shards, self.lexical = embedder, list(shards), lexical
+    def __init__(self, embedder, shards: list, lexical, hydrator, reranker, scopes, generator, config: IngressConfig | dict | None = None, writer=None) -> None:
+        self.embedder, self.shards, self.lexical, self.writer = embedder, list(shards), lexical, writer
         self.hydrator, self.reranker, self.scopes, self.generator = hydrator, reranker, scopes, generator
         if isinstance(config, dict):
             config = msgspec.convert(config, IngressConfig)
@@ -104,6 +151,12 @@ class Ingress:
         self.scope_cache = ScopeCache(ttl_s=1.0)
         self._index_info: tuple[float, dict] | None = None
         self.traces = TraceWriter(self.config.traces_dir) if self.config.traces_dir else None
+
+    def reconfigure(self, user_config: dict) -> None:
+        """``user_config: {index_dir}`` (serve_config.yaml) moves request pinning along with the replicas' index swap."""
+        index_dir = (user_config or {}).get("index_dir")
+        if index_dir:
+            self.config = msgspec.structs.replace(self.config, index_dir=index_dir)
 
     def __del__(self) -> None:  # Serve calls this when the replica shuts down: flush queued traces
         traces = getattr(self, "traces", None)
@@ -128,42 +181,58 @@ class Ingress:
             self._index_info = (now + 5.0, await self.hydrator.info.remote())
         return self._index_info[1]
 
-    async def _dense(self, plan: SearchPlan, allowed: list[int] | None) -> RetrieverResult:
+    def _pin(self) -> str | None:
+        """The index version a request reads from start to end (None: each replica's CURRENT)."""
+        return IndexLayout(self.config.index_dir).current_name() if self.config.index_dir else None
+
+    async def _dense(self, plan: SearchPlan, allowed: list[int] | None, version: str | None) -> RetrieverResult:
         t = time.perf_counter()
-        vector = await self.embedder.embed_queries.remote([plan.prepared.text])
+        vector = await _ask(self.embedder.embed_queries, [plan.prepared.text])
         embed_ms = elapsed_ms(t)
         t = time.perf_counter()
-        parts = await asyncio.gather(*(s.search.remote(vector, plan.fetch, allowed) for s in self.shards))
+        parts = await asyncio.gather(*(_ask(s.search, vector, plan.fetch, allowed, version) for s in self.shards))
         hits = merge_best(parts, plan.fetch)
         return RetrieverResult("dense", hits, {"embed": embed_ms, "dense": elapsed_ms(t)})
 
-    async def _path(self, plan: SearchPlan, allowed: list[int] | None) -> RetrieverResult:
+    async def _path(self, plan: SearchPlan, allowed: list[int] | None, version: str | None) -> RetrieverResult:
         t = time.perf_counter()
-        ids = await self.hydrator.ids_for_paths.remote(plan.prepared.paths, 80) if plan.prepared.paths else []
+        ids = await _ask(self.hydrator.ids_for_paths, plan.prepared.paths, 80, version) if plan.prepared.paths else []
         hits = path_hits(ids, None if allowed is None else set(allowed), 20)
         return RetrieverResult("path", hits, {"path": elapsed_ms(t)})
 
     async def search_request(self, request: SearchRequest) -> SearchResult:
+        """One search, every call pinned to one index version. When a reindex pruned that version
+        before a replica opened it, the search runs once more on the new CURRENT: a swap never fails
+        a query and never mixes two versions in one answer."""
+        try:
+            return await self._search(request, self._pin())
+        except VersionGoneError:
+            self.metrics.version_retries.inc()
+            return await self._search(request, self._pin())
+
+    async def _search(self, request: SearchRequest, version: str | None) -> SearchResult:
         plan = SearchPlan(request, rerank_depth=self.config.rerank_depth, rerank_weight=self.config.rerank_weight)
         allowed = None
         if not plan.scope.empty:
             t = time.perf_counter()
-            allowed = await self.hydrator.ids_in_scope.remote(plan.scope)
+            allowed = await _ask(self.hydrator.ids_in_scope, plan.scope, version)
             plan.timings["scope"] = elapsed_ms(t)
         calls: dict[str, Any] = {}
         for name in plan.retrievers:
             if name == "dense":
-                calls[name] = self._dense(plan, allowed)
+                calls[name] = self._dense(plan, allowed, version)
             elif name == "bm25":
-                calls[name] = _await(self.lexical.retrieve.remote(plan.prepared, plan.fetch, None if allowed is None else frozenset(allowed)))
+                calls[name] = _ask(self.lexical.retrieve, plan.prepared, plan.fetch, None if allowed is None else frozenset(allowed), version)
             else:
-                calls[name] = self._path(plan, allowed)
+                calls[name] = self._path(plan, allowed, version)
         outcomes = await asyncio.gather(
             *(asyncio.wait_for(c, self.config.retriever_timeout_s) for c in calls.values()), return_exceptions=True
         )
         results: list[RetrieverResult] = []
         skipped: dict[str, str] = {}
         for name, outcome in zip(calls, outcomes, strict=True):
+            if isinstance(outcome, VersionGoneError):  # _ask surfaces it as itself
+                raise outcome
             if isinstance(outcome, asyncio.TimeoutError):
                 skipped[name] = f"timeout: no answer within {self.config.retriever_timeout_s} s"
             elif isinstance(outcome, BaseException):
@@ -174,19 +243,19 @@ class Ingress:
             raise Problem(503, "Retrievers unavailable", "every retriever failed: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
         ids = plan.fuse(results, skipped)
         t = time.perf_counter()
-        rows = plan.select(await self.hydrator.query_by_ids.remote(ids, plan.scope))
+        rows = plan.select(await _ask(self.hydrator.query_by_ids, ids, plan.scope, version))
         plan.timings["hydrate"] = elapsed_ms(t)
         if plan.reranks and rows:
             t = time.perf_counter()
             try:
-                logits = await _call(self.reranker.score.remote(plan.prepared.text, plan.rerank_inputs(rows)), self.config.rerank_timeout_s)
+                logits = await asyncio.wait_for(_ask(self.reranker.score, plan.prepared.text, plan.rerank_inputs(rows)), self.config.rerank_timeout_s)
                 rows = plan.apply_rerank(rows, logits)
             except asyncio.TimeoutError:
                 plan.skipped["rerank"] = f"timeout: no answer within {self.config.rerank_timeout_s} s"
             except Exception as exc:  # a failing reranker degrades the answer, it does not fail it
                 plan.skipped["rerank"] = f"error: {type(exc).__name__}"
             plan.timings["rerank"] = elapsed_ms(t)
-        result = plan.result(rows, (await self._info())["version"])
+        result = plan.result(rows, version or (await self._info())["version"])
         self.metrics.observe_search(result.timings_ms, result.retrievers, result.skipped_retrievers)
         return result
 
@@ -215,12 +284,11 @@ class Ingress:
             self.metrics.request("search", status, time.perf_counter() - start)
 
     async def _generate(self, question: str, passages: list[Passage]):
-        """Text deltas from the Generator deployment's stream; closing it cancels generation upstream."""
+        """The usage dict, then text deltas, from the Generator deployment's stream; closing it cancels generation upstream."""
         stream = self.generator.options(stream=True).generate.remote(question, passages)
         try:
             async for event in stream:
-                if event.kind == "token":
-                    yield event.data["text"]
+                yield event.data["text"] if event.kind == "token" else event.data
         finally:
             stream.cancel()
 
@@ -272,6 +340,38 @@ class Ingress:
             raise Problem(404, "Unknown session", f"no scope is set for session {x_session_id!r}")
         self.scope_cache.drop(x_session_id)
         return Response(status_code=204)
+
+    @api.post("/v1/chunks")
+    async def file_chunks(self, body: ChunksBody) -> Response:
+        """The indexed chunks of one file overlapping a line range; 404 when the uri is not an indexed file."""
+        rows, truncated = await _replica(self.hydrator.file_chunks.remote(body.uri, body.start_line, body.end_line, MAX_FILE_CHUNKS))
+        chunks = [{"id": r.id, "uri": r.uri, "start_line": r.start_line, "end_line": r.end_line, "symbol": r.symbol, "lang": r.lang, "text": r.text} for r in rows]
+        return JSONResponse({"uri": rows[0].uri if rows else body.uri, "chunks": chunks, "truncated": truncated})
+
+    @api.post("/v1/file")
+    async def file_lines(self, body: FileBody) -> Response:
+        """Lines of a live indexed file (at most MAX_LINES); 404 when not indexed, 400 when it resolves outside the repo."""
+        lines = await _replica(self.hydrator.file_lines.remote(body.uri, body.start_line, body.end_line, MAX_LINES))
+        return Response(msgspec.json.encode(lines), media_type="application/json")
+
+    @api.post("/v1/reindex", status_code=202)
+    async def reindex(self, body: ReindexBody | None = None) -> JSONResponse:
+        """Start an incremental reindex of the served repository (one at a time: 409 while one runs).
+
+        Poll the job at the Location; queries keep running and switch to the new version when it is published."""
+        if self.writer is None:
+            raise Problem(501, "Reindex unavailable", "this app was deployed without an IndexWriter")
+        body = body or ReindexBody()
+        job = await _replica(self.writer.start.remote(body.path, body.rebuild))
+        return JSONResponse(job, status_code=202, headers={"Location": f"/v1/reindex/{job['job_id']}"})
+
+    @api.get("/v1/reindex/{job_id}")
+    async def reindex_job(self, job_id: str) -> JSONResponse:
+        """A reindex job: state running|done|failed, stage and progress, the summary once done."""
+        job = None if self.writer is None else await _ask(self.writer.job, job_id)
+        if job is None:
+            raise Problem(404, "Unknown job", f"no reindex job {job_id!r} (the newest ones are kept)")
+        return JSONResponse(job)
 
     @api.get("/v1/status")
     async def status(self) -> JSONResponse:

@@ -132,6 +132,13 @@ def small_repo(tmp_path) -> Path:
     return write_tree(tmp_path / "repo", SMALL_REPO)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests on the Serve app run last, whatever their module's name: ray.init() in this process
+    installs Ray's C++ SIGSEGV handler over the JVM's, and HotSpot uses SIGSEGV internally, so any
+    in-process Lucene work after it kills the run (seen in test_pipeline once an HTTP module sorted first)."""
+    items.sort(key=lambda item: "serve_url" in getattr(item, "fixturenames", ()))  # stable: order kept otherwise
+
+
 # -- the Serve app, once per session (tests/test_serve.py and every HTTP-level test) ----------------
 PORT = int(os.environ.get("CODEINTEL_TEST_PORT", "18765"))  # concurrent sessions pick their own
 FAULT_LEXICAL = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_LEXICAL": "1"}}}}
@@ -141,7 +148,7 @@ FAULT_DIM = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars":
 
 @pytest.fixture(scope="session")
 def serve_url(tmp_path_factory, real_embedder):
-    """The real Serve graph on a local Ray, started once per test session; apps: main, faulty, mismatch."""
+    """The real Serve graph on a local Ray, started once per test session; apps: main, faulty (+ LLM), mismatch."""
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
@@ -158,7 +165,9 @@ def serve_url(tmp_path_factory, real_embedder):
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
         cfg = AppArgs(index_dir=str(root / "idx"), ingress_replicas=2, retriever_timeout_s=10)
         serve.run(build_graph(cfg), name="main", route_prefix="/")
-        serve.run(build_graph(msgspec.structs.replace(cfg, ingress_replicas=1), {"LexicalRetriever": FAULT_LEXICAL}), name="faulty", route_prefix="/faulty")
+        # faulty: lexical retriever broken, and the real CPU LLM generating (cancellation is observable there)
+        faulty = msgspec.structs.replace(cfg, ingress_replicas=1, generator="llm")
+        serve.run(build_graph(faulty, {"LexicalRetriever": FAULT_LEXICAL}), name="faulty", route_prefix="/faulty")
         serve.run(build_graph(msgspec.structs.replace(cfg, ingress_replicas=1), {"FaissShard0": FAULT_DIM}), name="mismatch", route_prefix="/mismatch")
         SERVE_STATE.update(repo=repo, index=root / "idx", traces=root / "idx-traces")  # traces: build_app's default, next to the index
         yield f"http://127.0.0.1:{PORT}"

@@ -79,3 +79,14 @@ def test_concurrent_queries_from_8_threads_are_correct(catalog):
             expected = [i for i in ids if (i - 1000) % 3 in (0, 1)]
             assert [r.id for r in rows] == expected
             assert all(r.text == f"text {r.id - 1000}" for r in rows)
+
+
+def test_file_chunks_overlap_a_line_range_in_line_order(catalog):
+    # src/f0.py holds chunks i = 0, 150, 300, ... (i % 3 == 0 and i % 50 == 0), lines i+1..i+2
+    assert catalog.has_file("src/f0.py") and not catalog.has_file("src/f0") and not catalog.has_file("src/%")
+    rows = catalog.file_chunks("src/f0.py")
+    assert [r.start_line for r in rows] == sorted(r.start_line for r in rows) and rows[0].start_line == 1
+    assert {r.uri for r in rows} == {"src/f0.py"}
+    assert [(r.start_line, r.end_line) for r in catalog.file_chunks("src/f0.py", 152, 301)] == [(151, 152), (301, 302)]
+    assert [r.start_line for r in catalog.file_chunks("src/f0.py", 2000)][:1] == [2101]
+    assert len(catalog.file_chunks("src/f0.py", limit=3)) == 3 and catalog.file_chunks("src/f0.py", 3, 100) == []

@@ -22,3 +22,17 @@ def test_brackets_that_are_not_citations():
     tracker = CitationTracker(PASSAGES)
     assert tracker.feed("values [" + "9" * 100) == []
     assert tracker.feed(" text") == [] and tracker.finish() == []
+
+
+def test_attribution_points_an_uncited_answer_at_the_passages_it_used():
+    from codeintel.answer.citations import attribute
+
+    passages = [
+        Passage(1, "app/config.py", 1, 6, "load_config", "def load_config(path):\n    with open(path) as f:\n        return json.load(f)"),
+        Passage(2, "app/http_client.py", 1, 9, "HttpClient.send_request", "class HttpClient:\n    def send_request(self, url):\n        return urlopen(url)"),
+        Passage(3, "web/main.js", 1, 3, "renderPage", "function renderPage(el) { el.innerHTML = template; }"),
+    ]
+    answer = "The configuration is read by `load_config`, which opens the file and parses it with json.load."
+    assert [p.n for p in attribute(answer, passages)] == [1]
+    assert [p.n for p in attribute("It calls send_request on the HttpClient.", passages)] == [2]
+    assert attribute("The file is opened and parsed.", passages) == []  # prose alone attributes nothing

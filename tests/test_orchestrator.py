@@ -14,7 +14,7 @@ from codeintel.retrieval.plan import Hit, SearchRequest, SearchResult
 def result(skipped=None) -> SearchResult:
     hits = [Hit(id=n, uri=f"f{n}.py", start_line=1, end_line=3, lang="python", symbol=f"s{n}", score=1.0 / n, text="a\nb\nc", ranks={}) for n in (1, 2, 3)]
     return SearchResult(query="q", mode="hybrid", hits=hits, files=[], timings_ms={"dense": 1.0}, retrievers={"dense": 3},
-                        version="v", skipped_retrievers=skipped or {})
+                        version="v", skipped_retrievers=skipped or {}, retriever_ids={"dense": [1, 2, 3]})
 
 
 def collect(orchestrator, request) -> list[tuple[str, dict]]:
@@ -34,8 +34,10 @@ async def search_slow(request):
 
 def extractive(question, passages):
     async def gen():
-        for delta in ExtractiveEngine().generate(question, passages):
+        engine, usage = ExtractiveEngine(), {}
+        for delta in engine.generate(question, passages, usage):
             yield delta
+        yield {**usage, "model_params": engine.params}  # as the Generator deployment reports it
 
     return gen()
 
@@ -50,6 +52,37 @@ def test_stream_order_citations_fallbacks_and_trace(tmp_path):
     traces.close()
     [row] = read_traces(tmp_path / "t")
     assert row["trace_id"] == done["trace_id"] and row["fallbacks"] == ["bm25"] and row["error"] is None
+    assert row["retriever_ids"] == {"dense": [1, 2, 3]} and row["model_params"] == {"passages": 3, "lines": 12}
+    assert row["tokens_in"] == 0 and row["tokens_out"] == done["usage"]["tokens_out"] > 0 and row["ttft_ms"] is not None
+
+
+def test_client_going_away_stops_generation_and_is_traced(tmp_path):
+    traces = TraceWriter(tmp_path / "t", flush_rows=1)
+    stopped = []
+
+    def endless(question, passages):
+        async def gen():
+            try:
+                while True:
+                    await asyncio.sleep(0.01)
+                    yield "text "
+            finally:
+                stopped.append(True)
+
+        return gen()
+
+    async def run():
+        stream = AnswerOrchestrator(search_ok, endless, "endless", traces).stream(AnswerRequest(SearchRequest(query="q")))
+        async for event, _ in stream:
+            if event == "token":
+                break
+        await stream.aclose()  # what the ingress does when the client disconnects
+
+    asyncio.run(run())
+    traces.close()
+    assert stopped == [True]
+    [row] = read_traces(tmp_path / "t")
+    assert row["error"] == "client disconnected" and row["tokens_out"] == 1
 
 
 def test_retrieval_budget_and_generation_budget(tmp_path):

@@ -202,3 +202,91 @@ def test_index_dir_inside_repo_is_not_indexed(small_repo, embedder):
     Indexer(embedder=embedder).run(small_repo, small_repo / "my-index")
     again = Indexer(embedder=embedder).run(small_repo, small_repo / "my-index")
     assert again.up_to_date
+
+
+# -- adversarial trees: the real Indexer publishes and reports every skip --------------------------
+
+
+def test_adversarial_tree_indexes_what_it_can_and_reports_the_rest(tmp_path, embedder):
+    import os
+
+    outside = write_tree(tmp_path / "outside", {"secret.py": "def leaked_secret():\n    return 'hunter2'\n"})
+    long_line = "PAYLOAD = '" + "ab" * 50_000 + "'\n"  # one 100 kB line among ordinary ones
+    repo = write_tree(tmp_path / "repo", {
+        "legacy.py": "# r\xe9sum\xe9 of the parser\ndef parse_legacy_header(line):\n    return line.split(':')\n".encode("latin-1"),
+        "noext_binary": b"ELF" + bytes(range(256)) * 4,
+        "garbage.txt": bytes(range(0x80, 0x100)) * 40,
+        "bundle.js": "var a=" + "1," * 40_000 + "0;",  # minified: one huge line
+        "big_line.py": "def keep_me():\n    return 1\n" * 200 + long_line,
+        "src/ok.py": "def ordinary_function():\n    return 42\n",
+    })
+    os.symlink(outside, repo / "escape")
+    os.symlink(outside / "secret.py", repo / "src" / "secret.py")
+    os.symlink("..", repo / "src" / "loop")
+    os.mkfifo(repo / "src" / "pipe.py")
+    with open(os.fsencode(repo) + b"/bad\xff.py", "wb") as f:
+        f.write(b"def bad_name():\n    pass\n")
+
+    report = Indexer(embedder=embedder).run(repo, tmp_path / "idx")
+    assert report.version and report.files == 3
+    assert report.skipped == {"binary": 2, "minified": 1, "symlink": 3, "special file": 1, "undecodable name": 1}
+    assert dict(report.skipped_files)["bad\\xff.py"] == "undecodable name"
+    msgspec.json.encode(report)  # the --json report is always encodable
+    searcher = Searcher(tmp_path / "idx", embedder=embedder)
+    try:
+        uris = {h.uri for h in searcher.search("leaked_secret hunter2", k=20, mode="bm25").hits}
+        assert not any("secret" in u or u.startswith("escape") for u in uris)
+        hit = searcher.search("parse_legacy_header", k=1, mode="bm25").hits[0]
+        assert hit.uri == "legacy.py" and "r\ufffdsum\ufffd" in hit.text
+        lines = (repo / "legacy.py").read_bytes().decode("utf-8", errors="replace").split("\n")
+        assert hit.text == "\n".join(lines[hit.start_line - 1 : hit.end_line])  # line numbers exact
+        long_hit = next(h for h in searcher.search("PAYLOAD", k=5, mode="bm25").hits if h.uri == "big_line.py")
+        assert long_hit.end_line == 401 and "ab" * 1000 in long_hit.text
+    finally:
+        searcher.close()
+
+
+def test_file_deleted_between_walk_and_read_is_reported_and_the_index_publishes(tmp_path, embedder, monkeypatch):
+    from codeintel.indexing import pipeline
+
+    repo = write_tree(tmp_path / "repo", {"a.py": "def alpha():\n    return 1\n", "b.py": "def beta():\n    return 2\n", "c.py": "def gamma():\n    return 3\n"})
+    real_load = pipeline.load
+
+    def load_after_deleting_b(candidate, settings):
+        (repo / "b.py").unlink(missing_ok=True)  # gone after discovery, before it is read
+        return real_load(candidate, settings)
+
+    monkeypatch.setattr(pipeline, "load", load_after_deleting_b)
+    report = Indexer(embedder=embedder).run(repo, tmp_path / "idx")
+    assert report.version and report.files == 2
+    assert report.skipped == {"deleted during indexing": 1} and report.skipped_files == [("b.py", "deleted during indexing")]
+    manifest = IndexLayout(tmp_path / "idx").current().read_manifest()
+    assert manifest.files == 2 and manifest.skipped == {"deleted during indexing": 1}
+    searcher = Searcher(tmp_path / "idx", embedder=embedder)
+    try:
+        assert {h.uri for h in searcher.search("alpha beta gamma", k=10, mode="bm25").hits} == {"a.py", "c.py"}
+    finally:
+        searcher.close()
+
+
+def test_every_file_deleted_mid_index_is_a_clear_error_and_writes_nothing(tmp_path, embedder, monkeypatch):
+    from codeintel.indexing import pipeline
+
+    repo = write_tree(tmp_path / "repo", {"a.py": "a = 1\n", "b.py": "b = 2\n"})
+    real_load = pipeline.load
+
+    def load_after_deleting(candidate, settings):
+        candidate.path.unlink(missing_ok=True)
+        return real_load(candidate, settings)
+
+    monkeypatch.setattr(pipeline, "load", load_after_deleting)
+    with pytest.raises(EmptyRepositoryError, match="2 deleted during indexing"):
+        Indexer(embedder=embedder).run(repo, tmp_path / "idx")
+    assert not (tmp_path / "idx").exists()
+
+
+def test_non_utf8_index_path_is_an_input_error(tmp_path, small_repo, embedder):
+    import os
+
+    with pytest.raises(InputError, match="index path is not valid UTF-8"):
+        Indexer(embedder=embedder).run(small_repo, os.fsdecode(os.fsencode(tmp_path) + b"/idx\xe9"))

@@ -105,6 +105,11 @@ def test_bug_reports_prefer_source_over_tests(corpus):
         ({"query": "x", "mode": "magic"}, InputError),
         ({"query": "x", "scope": Scope(languages=("klingon",))}, ScopeError),
         ({"query": "x", "scope": Scope(include=("src/[",))}, ScopeError),
+        ({"query": "bad \udcff\udcfe bytes"}, InputError),  # undecodable argv bytes (surrogateescape)
+        ({"query": "x", "k": 10**30}, InputError),
+        ({"query": "x", "k": True}, InputError),
+        ({"query": "x", "scope": Scope(include=("\udcff*.py",))}, ScopeError),
+        ({"query": "x", "scope": Scope(include=("../../etc/*",))}, ScopeError),
     ],
 )
 def test_bad_requests_are_input_errors(corpus, kwargs, error):

@@ -115,7 +115,184 @@ def test_failing_retriever_degrades_but_answers(client):
     assert body["skipped_retrievers"]["bm25"].startswith("error") and body["hits"][0]["uri"] == "app/config.py"
 
 
+def sse_events(response) -> list[tuple[str, dict]]:
+    events, block = [], []
+    for line in response.iter_lines():
+        if line:
+            block.append(line)
+        elif block:
+            events.append((block[0].removeprefix("event: "), json.loads(block[1].removeprefix("data: "))))
+            block = []
+    return events
+
+
+def wait_for_trace(predicate, timeout_s: float = 20.0) -> dict:
+    from codeintel.answer.traces import read_traces
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        rows = [r for r in read_traces(STATE["traces"], last=100) if predicate(r)]
+        if rows:
+            return rows[0]
+        time.sleep(0.5)
+    raise AssertionError("no matching trace row was written")
+
+
+def test_failing_retriever_gives_a_complete_llm_answer_with_the_fallback_traced(client):
+    body = {"query": "how is the json configuration file read", "k": 3, "mode": "hybrid"}
+    with client.stream("POST", "/faulty/v1/answer", json=body) as r:
+        assert r.status_code == 200
+        events = sse_events(r)
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "hit" and "token" in kinds and kinds[-1] == "done", kinds
+    done = events[-1][1]
+    assert done["mode"].startswith("Qwen/") and done["fallbacks"] == ["bm25"]
+    assert done["usage"]["tokens_in"] > 100 and done["usage"]["tokens_out"] > 0
+    row = wait_for_trace(lambda r: r["trace_id"] == done["trace_id"])
+    assert row["fallbacks"] == ["bm25"] and row["error"] is None and row["model_id"] == done["mode"]
+    assert row["tokens_in"] == done["usage"]["tokens_in"] and row["model_params"]["max_new_tokens"] > 0
+    assert row["retriever_ids"]["dense"] and "bm25" not in row["retriever_ids"] and len(row["rerank_scores"]) == 3
+    assert {"embed", "dense", "hydrate"} <= set(row["stage_ms"]) and row["ttft_ms"] > 0 and row["tps"] > 0
+    assert row["budgets"] == {"retrieval_s": 20.0, "generation_s": 120.0} and row["started_at"] < row["ended_at"]
+
+
+def test_client_disconnect_stops_generation_upstream(client):
+    def streams() -> dict:
+        return client.get("/faulty/readyz").json()["checks"]["generator"]["streams"]
+
+    before = streams()
+    body = {"query": "explain every function in the repository in detail", "k": 5, "mode": "dense"}
+    with client.stream("POST", "/faulty/v1/answer", json=body) as r:
+        for line in r.iter_lines():
+            if line == "event: token":
+                break  # leave after the first token: the connection closes here
+    deadline = time.time() + 30
+    while time.time() < deadline and not (streams()["active"] == 0 and streams()["stopped"] > before["stopped"]):
+        time.sleep(0.25)
+    after = streams()
+    assert after["active"] == 0 and after["stopped"] == before["stopped"] + 1 and after["completed"] == before["completed"], after
+    row = wait_for_trace(lambda r: r["error"] == "client disconnected")
+    assert 0 < row["tokens_out"] < row["model_params"]["max_new_tokens"]
+
+
 def test_dimension_mismatch_is_down(client):
     ready = client.get("/mismatch/readyz")
     assert ready.status_code == 503 and ready.json()["mode"] == "down"
     assert any("dimension mismatch" in reason for reason in ready.json()["reasons"])
+
+
+def test_file_chunks_of_an_indexed_file(client):
+    r = client.post("/v1/chunks", json={"uri": "app/http_client.py", "start_line": 9, "end_line": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["uri"] == "app/http_client.py" and body["chunks"] and body["truncated"] is False
+    for chunk in body["chunks"]:
+        assert chunk["start_line"] <= 10 and chunk["end_line"] >= 9 and chunk["lang"] == "python"
+        assert set(chunk) == {"id", "uri", "start_line", "end_line", "symbol", "lang", "text"}
+    assert any("send_request" in c["text"] for c in body["chunks"])
+    whole = client.post("/v1/chunks", json={"uri": "app/http_client.py"}).json()["chunks"]
+    assert [c["start_line"] for c in whole] == sorted(c["start_line"] for c in whole) and len(whole) >= len(body["chunks"])
+
+
+def test_file_lines_of_the_live_file(client):
+    r = client.post("/v1/file", json={"uri": "app/config.py", "start_line": 4, "end_line": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    source = (STATE["repo"] / "app/config.py").read_text().split("\n")
+    assert body["lines"] == source[3:5] and body["lines"][0].startswith("def load_config")
+    assert (body["start_line"], body["end_line"], body["total_lines"], body["truncated"]) == (4, 5, len(source) - 1, False)
+    assert client.post("/v1/file", json={"uri": "./app/config.py"}).json()["lines"][0] == "import json"
+
+
+def test_file_lines_never_leave_the_repository(client, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    link = STATE["repo"] / "app/leak.py"  # a file swapped for a symlink after indexing: not indexed -> 404
+    link.symlink_to(secret)
+    try:
+        assert client.post("/v1/file", json={"uri": "app/leak.py"}).status_code == 404
+    finally:
+        link.unlink()
+    indexed = STATE["repo"] / "web/main.js"  # an indexed file replaced by a symlink out of the root -> 400
+    original = indexed.read_bytes()
+    indexed.unlink()
+    indexed.symlink_to(secret)
+    try:
+        r = client.post("/v1/file", json={"uri": "web/main.js"})
+        assert r.status_code == 400 and "outside the repository root" in r.json()["detail"] and "secret" not in r.text
+    finally:
+        indexed.unlink()
+        indexed.write_bytes(original)
+
+
+@pytest.mark.parametrize("route", ["/v1/file", "/v1/chunks"])
+@pytest.mark.parametrize(
+    "body, status, needle",
+    [
+        ({"uri": "../../etc/passwd"}, 400, "'..'"),
+        ({"uri": "app/../../etc/passwd"}, 400, "'..'"),
+        ({"uri": "/etc/passwd"}, 400, "absolute"),
+        ({"uri": "app\\config.py"}, 400, "backslash"),
+        ({"uri": "app/nope.py"}, 404, "not a file of the index"),
+        ({"uri": "app/config.py", "colour": "red"}, 422, "colour: unknown field"),
+        ({"uri": "app/config.py", "start_line": 0}, 422, "start_line"),
+    ],
+)
+def test_file_routes_reject_bad_paths_with_problems(client, route, body, status, needle):
+    r = client.post(route, json=body)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == status and needle in r.json()["detail"]
+    assert "root:" not in r.text  # never the content of /etc/passwd
+
+
+def test_file_lines_range_errors_and_cap(client):
+    r = client.post("/v1/file", json={"uri": "app/config.py", "start_line": 500})
+    assert r.status_code == 400 and "past the end" in r.json()["detail"]
+    r = client.post("/v1/file", json={"uri": "app/config.py", "start_line": 5, "end_line": 4})
+    assert r.status_code == 400 and "line range" in r.json()["detail"]
+
+
+def test_reindex_while_serving_swaps_versions_without_failing_or_mixing(client, serve_url):
+    import threading
+
+    before = client.get("/v1/status").json()["index"]["version"]
+    (STATE["repo"] / "app" / "reindexed_module.py").write_text("def freshly_reindexed_marker():\n    return 'new'\n")
+    outcomes: list[tuple[int, str | None, list[str]]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=serve_url, timeout=60) as c:
+            while not stop.is_set():
+                r = c.post("/v1/search", json={"query": "freshly_reindexed_marker configure logging", "k": 5, "mode": "hybrid"})
+                body = r.json()
+                outcomes.append((r.status_code, body.get("version"), [h["uri"] for h in body.get("hits", [])]))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        assert client.post("/v1/reindex", json={"path": "/etc"}).status_code == 400
+        r = client.post("/v1/reindex", json={})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        assert r.headers["location"] == f"/v1/reindex/{job_id}"
+        busy = client.post("/v1/reindex", json={})  # the first job is still loading its embedder
+        assert busy.status_code == 409 and job_id in busy.json()["detail"]
+        deadline = time.time() + 120
+        while (job := client.get(f"/v1/reindex/{job_id}").json())["state"] == "running" and time.time() < deadline:
+            time.sleep(0.5)
+        assert job["state"] == "done", job
+        assert job["summary"]["changed_files"] == 1 and job["summary"]["new_chunks"] >= 1
+        after = job["summary"]["version"]
+        time.sleep(1.5)  # queries keep running on the new version
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert outcomes and all(status == 200 for status, _, _ in outcomes), {s for s, _, _ in outcomes}
+    assert {v for _, v, _ in outcomes} <= {before, after} and outcomes[-1][1] == after
+    for _, version, uris in outcomes:  # a result never mixes versions: the new file only with the new version
+        assert ("app/reindexed_module.py" in uris) <= (version == after)
+    assert "app/reindexed_module.py" in outcomes[-1][2]
+    assert client.get("/v1/reindex/nope").status_code == 404

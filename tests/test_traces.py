@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -30,9 +29,9 @@ def test_traces_are_batched_to_parquet_and_read_back_newest_first(tmp_path):
     rows = read_traces(tmp_path / "traces", last=20)
     assert [r["trace_id"] for r in rows] == [f"t{n}" for n in range(9, -1, -1)]
     row = next(r for r in rows if r["trace_id"] == "t3")
-    assert row["fallbacks"] == ["bm25"] and json.loads(row["scope"]) == {"languages": ["python"]}
+    assert row["fallbacks"] == ["bm25"] and row["scope"] == {"languages": ["python"]}
     assert dict(row["stage_ms"]) == {"embed": 5.0, "bm25": 7.5} and row["tokens_out"] == 23
-    assert json.loads(row["retriever_ids"]) == {"dense": [1, 2], "bm25": [2, 3]}
+    assert row["retriever_ids"] == {"dense": [1, 2], "bm25": [2, 3]}
     assert read_traces(tmp_path / "traces", last=3)[0]["trace_id"] == "t9"
     assert not list((tmp_path / "traces").glob(".*.tmp"))
 

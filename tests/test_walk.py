@@ -121,3 +121,156 @@ def test_repo_info_rejects_missing_and_non_directories(tmp_path):
     (tmp_path / "file.py").write_text("x")
     with pytest.raises(InputError, match="not a directory"):
         repo_info(tmp_path / "file.py")
+
+
+# -- adversarial trees -------------------------------------------------------------------------
+
+
+def load_all(root, settings=WalkSettings()):
+    result = discover(root, settings)
+    loaded = [load(c, settings) for c in result.candidates]
+    files = {f.uri: f for f in loaded if isinstance(f, SourceFile)}
+    reasons = {s.uri: s.reason for s in result.skipped} | {s.uri: s.reason for s in loaded if not isinstance(s, SourceFile)}
+    return files, reasons
+
+
+def test_invalid_utf8_is_indexed_with_replacement_and_exact_lines(tmp_path):
+    latin1 = "# caf\xe9 cr\xe8me\ndef latin_function():\n    return '\xe9t\xe9'\n".encode("latin-1")
+    root = write_tree(tmp_path, {
+        "legacy.py": latin1,
+        "stray.txt": b"ok line\n\xff\xfe broken \xc3 bytes\nlast line\n",
+        "garbage.txt": bytes(range(0x80, 0x100)) * 40,  # no NUL, but nothing in it is UTF-8
+        "utf16.txt": "hello".encode("utf-16"),  # NUL bytes: binary
+        "fffd.txt": "a literal \ufffd\ufffd\ufffd is text\n".encode(),
+    })
+    files, reasons = load_all(root)
+    assert sorted(files) == ["fffd.txt", "legacy.py", "stray.txt"]
+    assert reasons == {"garbage.txt": "binary", "utf16.txt": "binary"}
+    legacy = files["legacy.py"]
+    assert legacy.text.splitlines() == ["# caf\ufffd cr\ufffdme", "def latin_function():", "    return '\ufffdt\ufffd'"]
+    assert files["stray.txt"].text.count("\n") == 3  # replacement never eats a newline: line numbers stay exact
+    assert legacy.size == len(latin1)
+
+
+def test_fifo_and_sockets_are_skipped_as_special_files(tmp_path):
+    import socket
+
+    root = write_tree(tmp_path / "repo", {"a.py": "a = 1\n"})
+    os.mkfifo(root / "pipe.py")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(root / "server.sock"))
+        files, reasons = load_all(root)
+    finally:
+        sock.close()
+    assert list(files) == ["a.py"]
+    assert reasons == {"pipe.py": "special file", "server.sock": "special file"}
+
+
+@pytest.mark.timeout(30)
+def test_file_swapped_for_a_fifo_after_discovery_does_not_block(tmp_path):
+    root = write_tree(tmp_path, {"a.py": "a = 1\n"})
+    [candidate] = discover(root, WalkSettings()).candidates
+    (root / "a.py").unlink()
+    os.mkfifo(root / "a.py")  # opening a FIFO for reading would wait for a writer forever
+    assert load(candidate, WalkSettings()).reason == "special file"
+
+
+def test_symlinks_out_of_the_repo_and_loops_are_never_followed(tmp_path):
+    outside = write_tree(tmp_path / "outside", {"secret.py": "PASSWORD = 'hunter2'\n", "deep/more.py": "x = 1\n"})
+    root = write_tree(tmp_path / "repo", {"src/a.py": "a = 1\n"})
+    os.symlink(outside, root / "escape")  # directory outside the repo
+    os.symlink(outside / "secret.py", root / "src" / "secret.py")  # file outside the repo
+    os.symlink("..", root / "src" / "parent")  # loop: src/parent/src/parent/...
+    os.symlink("loop_b", root / "loop_a")
+    os.symlink("loop_a", root / "loop_b")  # a symlink cycle that resolves nowhere
+    os.symlink("/nonexistent/target", root / "dangling.py")
+    files, reasons = load_all(root)
+    assert list(files) == ["src/a.py"]
+    assert reasons == {u: "symlink" for u in ("escape", "src/secret.py", "src/parent", "loop_a", "loop_b", "dangling.py")}
+
+
+def test_file_or_directory_swapped_for_a_symlink_after_discovery_is_not_read(tmp_path):
+    outside = write_tree(tmp_path / "outside", {"a.py": "SECRET = 1\n", "pkg/b.py": "SECRET = 2\n"})
+    root = write_tree(tmp_path / "repo", {"a.py": "a = 1\n", "pkg/b.py": "b = 1\n"})
+    settings = WalkSettings()
+    candidates = {c.uri: c for c in discover(root, settings).candidates}
+    (root / "a.py").unlink()
+    os.symlink(outside / "a.py", root / "a.py")
+    (root / "pkg" / "b.py").unlink()
+    (root / "pkg").rmdir()
+    os.symlink(outside / "pkg", root / "pkg")  # a directory on the way now leads out of the repository
+    assert load(candidates["a.py"], settings).reason == "symlink"
+    assert load(candidates["pkg/b.py"], settings).reason == "symlink"
+
+
+def test_file_that_grew_after_discovery_is_not_read_whole(tmp_path):
+    root = write_tree(tmp_path, {"a.py": "a = 1\n"})
+    settings = WalkSettings(max_file_bytes=10_000)
+    [candidate] = discover(root, settings).candidates
+    (root / "a.py").write_text("a = 1\n" * 100_000)
+    assert load(candidate, settings).reason == "too large"
+
+
+def test_file_replaced_by_a_directory_or_unreadable_is_skipped(tmp_path):
+    root = write_tree(tmp_path, {"a.py": "a = 1\n", "b.py": "b = 1\n"})
+    settings = WalkSettings()
+    a, b = discover(root, settings).candidates
+    (root / "a.py").unlink()
+    (root / "a.py").mkdir()
+    assert load(a, settings).reason == "special file"
+    (root / "b.py").chmod(0)
+    try:
+        if os.geteuid() != 0:  # root reads anything
+            assert load(b, settings).reason == "unreadable"
+    finally:
+        (root / "b.py").chmod(0o644)
+
+
+def test_deep_nesting_does_not_exhaust_the_stack(tmp_path):
+    import sys
+
+    depth = sys.getrecursionlimit() + 100
+    levels = [tmp_path]
+    for _ in range(depth):
+        levels.append(levels[-1] / "d")
+        levels[-1].mkdir()  # os.makedirs recurses per level itself
+    (levels[-1] / "deep.py").write_text("x = 1\n")
+    try:
+        result = discover(tmp_path, WalkSettings())
+        assert uris(result) == ["d/" * depth + "deep.py"]
+    finally:  # bottom-up: pytest's own tmp cleanup (shutil.rmtree on 3.11) recurses per level and would fail
+        (levels[-1] / "deep.py").unlink()
+        for level in reversed(levels[1:]):
+            level.rmdir()
+
+
+def test_undecodable_names_are_skipped_with_a_readable_reason(tmp_path):
+    root = write_tree(tmp_path, {"ok.py": "a = 1\n"})
+    with open(os.fsencode(root) + b"/bad\xff.py", "wb") as f:
+        f.write(b"b = 1\n")
+    os.mkdir(os.fsencode(root) + b"/dir\xfe")
+    with open(os.fsencode(root) + b"/dir\xfe/inner.py", "wb") as f:
+        f.write(b"c = 1\n")
+    files, reasons = load_all(root)
+    assert list(files) == ["ok.py"]
+    assert reasons == {"bad\\xff.py": "undecodable name", "dir\\xfe": "undecodable name"}
+    for uri in reasons:
+        uri.encode("utf-8")  # reports can be printed and written as JSON
+
+
+def test_repo_path_that_is_not_utf8_is_an_input_error(tmp_path):
+    bad = os.fsencode(tmp_path) + b"/caf\xe9"
+    os.mkdir(bad)
+    with pytest.raises(InputError, match=r"not valid UTF-8: .*caf\\xe9"):
+        repo_info(os.fsdecode(bad))
+
+
+def test_invalid_gitignore_patterns_are_dropped_and_symlinked_gitignore_is_not_read(tmp_path):
+    outside = write_tree(tmp_path / "outside", {"ignore": "*.py\n"})
+    root = write_tree(tmp_path / "repo", {".gitignore": "!\n[z-a]\n*.log\n", "a.py": "a = 1\n", "x.log": "x\n", "sub/b.py": "b = 1\n"})
+    os.symlink(outside / "ignore", root / "sub" / ".gitignore")  # git does not follow it either
+    result = discover(root, WalkSettings())
+    assert uris(result) == [".gitignore", "a.py", "sub/b.py"]  # bad lines dropped (as git does), *.log still applies
+    with pytest.raises(InputError, match=r"malformed exclude pattern '\[z-a\]'"):
+        discover(root, WalkSettings(extra_exclude=("[z-a]",)))

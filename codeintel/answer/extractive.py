@@ -23,7 +23,7 @@ class Passage(msgspec.Struct, frozen=True):
 
 
 class AnswerEvent(msgspec.Struct, frozen=True):
-    kind: str  # "token" | "citation"
+    kind: str  # "token" (data: text) | "usage" (data: tokens_in, model_params; once, before the first token)
     data: dict
 
 
@@ -33,9 +33,15 @@ class ExtractiveEngine:
     def __init__(self, passages: int = 3, lines: int = 12) -> None:
         self.passages = passages
         self.lines = lines
+        self.params = {"passages": passages, "lines": lines}
 
-    def generate(self, question: str, passages: Sequence[Passage]) -> Iterator[str]:
-        """Text deltas; citations are derived from the "[n]" in the text, as for a model's answer."""
+    def generate(self, question: str, passages: Sequence[Passage], usage: dict | None = None) -> Iterator[str]:
+        """Text deltas; citations are derived from the "[n]" in the text, as for a model's answer.
+
+        ``usage`` (per call) receives ``tokens_in``: no prompt here, so 0.
+        """
+        if usage is not None:
+            usage["tokens_in"] = 0
         for p in passages[: self.passages]:
             snippet = "\n".join(p.text.split("\n")[: self.lines])
             label = f"[{p.n}] {p.uri}:{p.start_line}-{p.end_line}" + (f" ({p.symbol})" if p.symbol else "")

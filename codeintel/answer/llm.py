@@ -118,7 +118,8 @@ class LlamaEngine:
         self._server = None
         self._tokenizer = None
         self._lock = threading.Lock()  # one generation at a time per replica (n_parallel = 1)
-        self.last_prompt_tokens = 0
+        self.params = {"temperature": temperature, "max_new_tokens": spec.max_new_tokens,
+                       "context_window": spec.context_window, "threads": self.threads}
 
     def _load(self) -> None:
         import xllamacpp
@@ -177,9 +178,11 @@ class LlamaEngine:
             cancel.set()
             worker.join(timeout=30)
 
-    def generate(self, question: str, passages: Sequence[Passage]) -> Iterator[str]:
+    def generate(self, question: str, passages: Sequence[Passage], usage: dict | None = None) -> Iterator[str]:
+        """Text deltas; ``usage`` (per call) receives ``tokens_in``, the fitted prompt's length."""
         prompt = build_prompt(question, passages, self.count_tokens, self.spec.context_window, self.spec.max_new_tokens)
-        self.last_prompt_tokens = prompt.prompt_tokens
+        if usage is not None:
+            usage["tokens_in"] = prompt.prompt_tokens
         yield from self.chat(prompt.messages, self.spec.max_new_tokens)
 
 

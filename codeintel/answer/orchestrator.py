@@ -15,7 +15,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import msgspec
 
-from codeintel.answer.citations import CitationTracker
+from codeintel.answer.citations import CitationTracker, attribute
 from codeintel.answer.extractive import Passage
 from codeintel.answer.traces import AnswerTrace, TraceWriter, now
 from codeintel.retrieval.plan import SearchRequest, SearchResult
@@ -23,7 +23,7 @@ from codeintel.retrieval.plan import SearchRequest, SearchResult
 __all__ = ["AnswerRequest", "AnswerOrchestrator"]
 
 SearchFn = Callable[[SearchRequest], Awaitable[SearchResult]]
-GenerateFn = Callable[[str, list[Passage]], AsyncIterator[str]]  # yields text deltas
+GenerateFn = Callable[[str, list[Passage]], AsyncIterator[str | dict]]  # text deltas, and optionally a usage dict
 
 
 class AnswerRequest(msgspec.Struct, frozen=True):
@@ -48,6 +48,8 @@ class AnswerOrchestrator:
         fallbacks: list[str] = []
         error: str | None = None
         tokens_out = 0
+        answer: list[str] = []  # kept for post-hoc attribution; every delta is streamed as it comes
+        usage: dict = {}
         ttft_ms: float | None = None
         tracker = CitationTracker([])
         try:
@@ -66,9 +68,13 @@ class AnswerOrchestrator:
             stream = self.generate(request.search.query, passages)
             try:
                 async for delta in stream:
+                    if isinstance(delta, dict):  # the engine's usage: prompt tokens, model parameters
+                        usage = delta
+                        continue
                     if ttft_ms is None:
                         ttft_ms = (time.perf_counter() - t0) * 1000
                     tokens_out += 1
+                    answer.append(delta)
                     yield "token", {"text": delta}
                     for p in tracker.feed(delta):
                         yield "citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line}
@@ -80,26 +86,34 @@ class AnswerOrchestrator:
                 await _aclose(stream)
             for p in tracker.finish():
                 yield "citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line}
+            attributed = [] if tracker.cited else attribute("".join(answer), passages)
+            for p in attributed:  # the answer cited nothing: point at the passages it evidently used
+                yield "citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line, "attributed": True}
             seconds = time.perf_counter() - t0
             yield "done", {
                 "trace_id": trace_id,
                 "mode": self.model_id,
                 "hits": len(passages),
-                "cited": [{"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line} for p in tracker.cited_passages],
+                "cited": [{"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line, "attributed": p in attributed}
+                          for p in tracker.cited_passages + attributed],
                 "unknown_citations": tracker.unknown,
-                "usage": {"tokens_out": tokens_out, "ttft_ms": None if ttft_ms is None else round(ttft_ms, 1),
+                "usage": {"tokens_in": usage.get("tokens_in"), "tokens_out": tokens_out,
+                          "ttft_ms": None if ttft_ms is None else round(ttft_ms, 1),
                           "tokens_per_s": round(tokens_out / seconds, 2) if seconds > 0 else None},
                 "fallbacks": fallbacks,
                 "ms": round(seconds * 1000, 1),
             }
+        except (GeneratorExit, asyncio.CancelledError):  # the client went away: generation was stopped
+            error = "client disconnected"
+            raise
         except Exception as exc:  # reported to the client and the trace, never a half-open stream
             error = f"{type(exc).__name__}: {exc}"
             yield "error", {"message": error}
         finally:
             if self.traces is not None:
-                self.traces.write(self._trace(trace_id, request, result, fallbacks, error, tokens_out, ttft_ms, started_at, t0))
+                self.traces.write(self._trace(trace_id, request, result, fallbacks, error, tokens_out, usage, ttft_ms, started_at, t0))
 
-    def _trace(self, trace_id, request, result, fallbacks, error, tokens_out, ttft_ms, started_at, t0) -> AnswerTrace:
+    def _trace(self, trace_id, request, result, fallbacks, error, tokens_out, usage, ttft_ms, started_at, t0) -> AnswerTrace:
         seconds = time.perf_counter() - t0
         scope = request.search.scope
         return AnswerTrace(
@@ -109,11 +123,11 @@ class AnswerOrchestrator:
             scope=msgspec.to_builtins(scope),
             budgets={"retrieval_s": request.retrieval_budget_s, "generation_s": request.generation_budget_s},
             stage_ms=dict(result.timings_ms) if result else {},
-            retriever_ids={},
+            retriever_ids=dict(result.retriever_ids) if result else {},
             rerank_scores=[h.score for h in result.hits] if result else [],
             model_id=self.model_id,
-            model_params={},
-            tokens_in=0,
+            model_params=dict(usage.get("model_params") or {}),
+            tokens_in=int(usage.get("tokens_in") or 0),
             tokens_out=tokens_out,
             ttft_ms=ttft_ms,
             tps=tokens_out / seconds if seconds > 0 and tokens_out else None,

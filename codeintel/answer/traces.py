@@ -119,7 +119,7 @@ class TraceWriter:
 
 
 def read_traces(directory: str | os.PathLike[str], last: int = 20) -> list[dict]:
-    """The newest ``last`` traces, newest first."""
+    """The newest ``last`` traces, newest first (JSON-typed fields decoded)."""
     path = Path(directory)
     if not any(path.glob("part-*.parquet")):
         return []
@@ -134,9 +134,13 @@ def read_traces(directory: str | os.PathLike[str], last: int = 20) -> list[dict]
             [str(path / "part-*.parquet"), int(last)],
         )
         columns = [d[0] for d in cursor.description]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
     finally:
         con.close()
+    for row in rows:  # JSON-typed columns back to objects, as they were written
+        for name in _JSON_FIELDS:
+            row[name] = msgspec.json.decode(row[name]) if row[name] is not None else None
+    return rows
 
 
 def now() -> datetime:

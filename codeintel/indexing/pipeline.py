@@ -31,7 +31,7 @@ from codeintel.storage.embcache import EmbeddingCache
 from codeintel.storage.layout import FORMAT_VERSION, IndexLayout, IndexManifest, RepoRecord, VersionPaths, link_tree, now_iso
 from codeintel.storage.lexical import LexicalDoc, LexicalIndex
 
-__all__ = ["IndexReport", "Indexer", "embed_input", "ProgressFn", "EMBED_RATE_ESTIMATE"]
+__all__ = ["IndexReport", "Indexer", "describe_dry_run", "embed_input", "ProgressFn", "EMBED_RATE_ESTIMATE"]
 
 # chunks/s of the CPU embedder on the 2-core reference box (benchmarks/index_bench.py); only
 # used to estimate --dry-run durations.
@@ -67,6 +67,19 @@ class IndexReport(msgspec.Struct):
     dense_type: str = ""
     chunks_by_directory: dict[str, int] = {}  # dry runs: where the chunks come from, largest first
     stage_seconds: dict[str, float] = {}
+
+
+def describe_dry_run(report: IndexReport) -> list[str]:
+    """The lines ``codeintel index --dry-run`` prints (and the MCP ``estimate_index`` tool returns)."""
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items(), key=lambda kv: -kv[1])) or "none"
+    commit = f"@{report.commit[:12]}" if report.commit else ""
+    lines = [f"dry run: {report.repo}{commit}: {report.files} files, {report.changed_files} new or changed, "
+             f"{report.removed_files} removed; {report.new_chunks} chunks to write, "
+             f"{report.new_chunks - report.reused_embeddings} to embed; skipped: {skipped}; "
+             f"estimated {report.estimated_seconds:.0f} s"]
+    if report.chunks_by_directory:
+        lines.append("  chunks by top-level directory: " + ", ".join(f"{d} {n}" for d, n in report.chunks_by_directory.items()))
+    return lines
 
 
 def embed_input(chunk: Chunk) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,8 @@ def repo_info(root: str | os.PathLike[str]) -> RepoInfo:
     if not path.is_dir():
         raise InputError(f"not a directory: {root}")
     path = path.resolve()
+    if not _utf8(str(path)):
+        raise InputError(f"repository path is not valid UTF-8: {_printable(str(path))}")
     commit = None
     name = path.name
     if _git(path, "rev-parse", "--is-inside-work-tree") == "true" and _git(path, "rev-parse", "--show-toplevel") == str(path):
@@ -92,18 +96,61 @@ def repo_info(root: str | os.PathLike[str]) -> RepoInfo:
     return RepoInfo(name=name, root=path, commit=commit)
 
 
+def _valid_pattern(line: str) -> bool:
+    try:
+        pathspec.GitIgnoreSpec.from_lines([line])
+    except (ValueError, re.error):  # '!' alone, a bad range such as '[z-a]'
+        return False
+    return True
+
+
 def _spec(lines: list[str]) -> pathspec.PathSpec:
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    """A .gitignore's patterns; one that cannot be parsed is dropped, as git ignores it."""
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, re.error):
+        return pathspec.GitIgnoreSpec.from_lines([line for line in lines if _valid_pattern(line)])
+
+
+def _exclude_spec(settings: WalkSettings) -> pathspec.PathSpec:
+    patterns = [*settings.exclude, *settings.extra_exclude]
+    bad = [p for p in patterns if not _valid_pattern(p)]
+    if bad:
+        raise InputError(f"malformed exclude pattern {bad[0]!r}")
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
+
+
+def _printable(rel: str) -> str:
+    """A path whose name is not valid UTF-8, with the bad bytes shown as \\xNN (for reports only)."""
+    return os.fsencode(rel).decode("utf-8", errors="backslashreplace")
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 come back from the OS as lone surrogates
+        return False
+    return True
+
+
+@dataclass
+class _Frame:
+    entries: list[os.DirEntry]
+    rel_dir: str
+    pushed: bool  # whether this directory pushed a .gitignore spec
+    next: int = 0
 
 
 def discover(root: Path, settings: WalkSettings) -> WalkResult:
     """Every file under root that passes gitignore, excludes and the size limit, in path order.
 
     Nested .gitignore files apply to their own subtree, as git does. Symlinks are not followed
-    (no loops, nothing outside the repository).
+    (no loops, nothing outside the repository); FIFOs, sockets and devices are skipped, and so are
+    names that are not UTF-8. The walk keeps its own stack, so any nesting depth is fine.
     """
+    root = Path(os.path.realpath(root))  # load() checks that what it opens is still the path found here
     result = WalkResult()
-    excludes = _spec([*settings.exclude, *settings.extra_exclude])
+    excludes = _exclude_spec(settings)
     # (directory prefix relative to root, spec) for each .gitignore seen on the way down
     ignore_stack: list[tuple[str, pathspec.PathSpec]] = []
 
@@ -116,71 +163,137 @@ def discover(root: Path, settings: WalkSettings) -> WalkResult:
                 return True
         return False
 
-    def visit(directory: Path, rel_dir: str) -> None:
+    def enter(directory: Path, rel_dir: str) -> _Frame:
         gitignore = directory / ".gitignore"
         pushed = False
-        if settings.respect_gitignore and gitignore.is_file():
+        if settings.respect_gitignore and gitignore.is_file() and not gitignore.is_symlink():
             try:
                 ignore_stack.append((rel_dir, _spec(gitignore.read_text(encoding="utf-8", errors="replace").splitlines())))
                 pushed = True
             except OSError:
                 result.skipped.append(Skipped(rel_dir + ".gitignore", "unreadable"))
         try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError:
             result.skipped.append(Skipped(rel_dir or ".", "unreadable"))
             entries = []
-        for entry in entries:
-            rel = rel_dir + entry.name
-            try:
-                if entry.is_symlink():
-                    result.skipped.append(Skipped(rel, "symlink"))
-                    continue
-                is_dir = entry.is_dir()
-                if ignored(rel, is_dir):
-                    if not is_dir:
-                        result.skipped.append(Skipped(rel, "ignored"))
-                    continue
-                if is_dir:
-                    visit(Path(entry.path), rel + "/")
-                    continue
-                if not entry.is_file():
-                    continue
-                size = entry.stat().st_size
-            except OSError:
-                result.skipped.append(Skipped(rel, "unreadable"))
-                continue
-            kind = unindexable_kind(rel)
-            if kind:
-                result.skipped.append(Skipped(rel, kind))
-            elif size > settings.max_file_bytes:
-                result.skipped.append(Skipped(rel, "too large"))
-            elif size > settings.max_data_file_bytes and language_for(rel) in _DATA_LANGUAGES:
-                result.skipped.append(Skipped(rel, "large data file"))
-            elif size == 0:
-                result.skipped.append(Skipped(rel, "empty"))
-            else:
-                result.candidates.append(Candidate(Path(entry.path), rel, size))
-        if pushed:
-            ignore_stack.pop()
+        return _Frame(entries, rel_dir, pushed)
 
-    visit(root, "")
+    stack = [enter(root, "")]
+    while stack:
+        frame = stack[-1]
+        if frame.next == len(frame.entries):
+            stack.pop()
+            if frame.pushed:
+                ignore_stack.pop()
+            continue
+        entry = frame.entries[frame.next]
+        frame.next += 1
+        rel = frame.rel_dir + entry.name
+        if not _utf8(entry.name):
+            result.skipped.append(Skipped(_printable(rel), "undecodable name"))
+            continue
+        try:
+            if entry.is_symlink():
+                result.skipped.append(Skipped(rel, "symlink"))
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if ignored(rel, is_dir):
+                if not is_dir:
+                    result.skipped.append(Skipped(rel, "ignored"))
+                continue
+            if is_dir:
+                stack.append(enter(Path(entry.path), rel + "/"))
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                result.skipped.append(Skipped(rel, "special file"))
+                continue
+            size = entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            result.skipped.append(Skipped(rel, "unreadable"))
+            continue
+        kind = unindexable_kind(rel)
+        if kind:
+            result.skipped.append(Skipped(rel, kind))
+        elif size > settings.max_file_bytes:
+            result.skipped.append(Skipped(rel, "too large"))
+        elif size > settings.max_data_file_bytes and language_for(rel) in _DATA_LANGUAGES:
+            result.skipped.append(Skipped(rel, "large data file"))
+        elif size == 0:
+            result.skipped.append(Skipped(rel, "empty"))
+        else:
+            result.candidates.append(Candidate(Path(entry.path), rel, size))
     return result
 
 
-def load(candidate: Candidate, settings: WalkSettings) -> SourceFile | Skipped:
-    """Read one file; binaries, minified files and files gone or unreadable come back as Skipped."""
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+# share of undecodable characters above which a file is binary rather than text in a legacy encoding
+_MAX_REPLACED_SHARE = 0.25
+
+
+def _opened_path(fd: int, path: Path) -> str:
+    """The path the kernel actually opened (Linux: race-free through /proc), else the resolved path."""
     try:
-        data = candidate.path.read_bytes()
-    except FileNotFoundError:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _read(candidate: Candidate, limit: int) -> bytes | Skipped:
+    """The bytes of a regular file inside the repository, at most limit + 1 of them.
+
+    The file may have changed since discover() saw it: it is opened without following a symlink
+    (and without blocking on a FIFO), must still be a regular file at the path that was found (no
+    directory on the way swapped for a symlink out of the repository), and is read only up to the
+    size limit, however much it grew.
+    """
+    try:
+        fd = os.open(candidate.path, _OPEN_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
         return Skipped(candidate.uri, "deleted during indexing")
+    except OSError as exc:
+        return Skipped(candidate.uri, "symlink" if exc.errno == errno.ELOOP else "unreadable")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Skipped(candidate.uri, "special file")
+        opened = _opened_path(fd, candidate.path)
+        if opened != os.fspath(candidate.path):
+            return Skipped(candidate.uri, "deleted during indexing" if opened.endswith(" (deleted)") else "symlink")
+        os.set_blocking(fd, True)
+        parts = []
+        remaining = limit + 1
+        while remaining > 0:
+            part = os.read(fd, min(remaining, 1 << 20))
+            if not part:
+                break
+            parts.append(part)
+            remaining -= len(part)
+        return b"".join(parts)
     except OSError:
         return Skipped(candidate.uri, "unreadable")
+    finally:
+        os.close(fd)
+
+
+def load(candidate: Candidate, settings: WalkSettings) -> SourceFile | Skipped:
+    """Read one file; binaries, minified files and files gone, swapped or unreadable come back as Skipped.
+
+    Bytes that are not UTF-8 (a Latin-1 comment, a stray byte) are decoded as U+FFFD and the file is
+    indexed: its identifiers are still searchable, and replacement never consumes a newline, so line
+    numbers stay exact. A file where more than a quarter of the characters are undecodable is binary.
+    """
+    data = _read(candidate, settings.max_file_bytes)
+    if isinstance(data, Skipped):
+        return data
     if len(data) > settings.max_file_bytes:
         return Skipped(candidate.uri, "too large")
     if b"\x00" in data[:_SNIFF_BYTES]:
         return Skipped(candidate.uri, "binary")
     text = data.decode("utf-8", errors="replace")
+    replaced = text.count("\ufffd") - data.count(b"\xef\xbf\xbd")  # U+FFFD written in the file is text
+    if replaced > _MAX_REPLACED_SHARE * len(text):
+        return Skipped(candidate.uri, "binary")
     lines = text.count("\n") + 1
     if len(text) / lines > settings.max_mean_line_chars:
         return Skipped(candidate.uri, "minified")

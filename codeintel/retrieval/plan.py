@@ -49,6 +49,11 @@ class SearchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise InputError("empty query")
         if len(query) > MAX_QUERY_CHARS:
             raise InputError(f"query longer than {MAX_QUERY_CHARS} characters")
+        if not query.isascii():
+            try:
+                query.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: undecodable bytes from argv, or a JSON "\ud800"
+                raise InputError("query is not valid UTF-8 text") from None
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise InputError(f"k must be an integer between 1 and {MAX_K}")
         if self.mode not in MODES:
@@ -84,6 +89,7 @@ class SearchResult(msgspec.Struct):
     retrievers: dict[str, int]  # hits per retriever that answered
     version: str
     skipped_retrievers: dict[str, str] = {}  # retriever -> why it did not answer (timeout, error)
+    retriever_ids: dict[str, list[int]] = {}  # each first-stage retriever's own top-k chunk ids (for traces)
 
 
 def rerank_text(row: ChunkRow) -> str:
@@ -193,4 +199,5 @@ class SearchPlan:
             retrievers={r.name: len(r.hits) for r in self._results},
             version=version,
             skipped_retrievers=self.skipped,
+            retriever_ids={r.name: [id_ for id_, _ in r.hits[: self.request.k]] for r in self._results},
         )

@@ -30,6 +30,7 @@ class ServiceMetrics:
         self.retriever_hits = Counter("codeintel_retriever_hits_total", "Hits returned per retriever", ["retriever"], registry=r)
         self.retriever_failures = Counter("codeintel_retriever_failures_total", "Retrievers skipped", ["retriever", "reason"], registry=r)
         self.scope_lookups = Counter("codeintel_scope_lookups_total", "Session scope lookups", ["result"], registry=r)
+        self.version_retries = Counter("codeintel_version_retries_total", "Searches re-run because a reindex pruned their index version", registry=r)
         self.faiss_gpu = Gauge("codeintel_faiss_shards_on_gpu", "FAISS shards running on GPU", registry=r)
         self.faiss_shards = Gauge("codeintel_faiss_shards", "FAISS shards", registry=r)
 

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from codeintel.errors import CodeIntelError, ContractMismatchError, IndexFormatError, IndexNotFoundError, InputError
+from codeintel.errors import CodeIntelError, ContractMismatchError, IndexFormatError, IndexLockedError, IndexNotFoundError, InputError, NotIndexedError
 
 __all__ = ["PROBLEM_JSON", "Problem", "problem_response", "install_problem_handlers"]
 
@@ -37,6 +37,10 @@ def _status_for(exc: CodeIntelError) -> tuple[int, str, str]:
         return 503, "No index", _BASE + "no-index"
     if isinstance(exc, (ContractMismatchError, IndexFormatError)):
         return 503, "Index unusable", _BASE + "index-unusable"
+    if isinstance(exc, IndexLockedError):
+        return 409, "Index busy", _BASE + "index-busy"
+    if isinstance(exc, NotIndexedError):
+        return 404, "Not indexed", _BASE + "not-indexed"
     if isinstance(exc, InputError):
         return 400, "Bad request", _BASE + "bad-request"
     return 500, "Internal error", _BASE + "internal"

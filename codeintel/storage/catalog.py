@@ -22,6 +22,7 @@ __all__ = ["ChunkRow", "Catalog", "build_catalog", "CATALOG_COLUMNS"]
 CATALOG_COLUMNS = ("id", "repo", "commit", "uri", "start_line", "end_line", "lang", "hash", "symbol", "context", "text")
 _SELECT = ", ".join(f'"{c}"' for c in CATALOG_COLUMNS)  # "commit" is a keyword
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT32_MAX = 2**31 - 1  # line numbers are INTEGER columns
 
 
 class ChunkRow(msgspec.Struct, frozen=True):
@@ -121,6 +122,18 @@ class Catalog:
             if len(ids) >= limit:
                 break
         return ids[:limit]
+
+    def has_file(self, uri: str) -> bool:
+        """Whether ``uri`` is a file of this index (has at least one chunk)."""
+        return self._cursor().execute("SELECT 1 FROM chunks WHERE uri = ? LIMIT 1", [uri]).fetchone() is not None
+
+    def file_chunks(self, uri: str, start_line: int | None = None, end_line: int | None = None, limit: int = 200) -> list[ChunkRow]:
+        """The chunks of one file that overlap lines ``start_line..end_line`` (open ends), in line order."""
+        rows = self._cursor().execute(
+            f"SELECT {_SELECT} FROM chunks WHERE uri = ? AND end_line >= ? AND start_line <= ? ORDER BY start_line, id LIMIT ?",
+            [uri, int(start_line or 1), int(end_line or _INT32_MAX), int(limit)],
+        ).fetchall()
+        return [ChunkRow(*r) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -28,9 +28,9 @@ import msgspec
 
 from codeintel import __version__
 from codeintel.config import ChunkSettings, EmbeddingContract, WalkSettings
-from codeintel.errors import IndexFormatError, IndexLockedError, IndexNotFoundError
+from codeintel.errors import IndexFormatError, IndexLockedError, IndexNotFoundError, InputError, VersionGoneError
 
-__all__ = ["FORMAT_VERSION", "RepoRecord", "IndexManifest", "IndexLayout", "VersionPaths", "link_tree", "now_iso"]
+__all__ = ["FORMAT_VERSION", "RepoRecord", "IndexManifest", "IndexLayout", "VersionPaths", "VersionLease", "link_tree", "now_iso"]
 
 FORMAT_VERSION = 1
 _KEEP_VERSIONS = 2
@@ -101,6 +101,43 @@ class VersionPaths:
         self.manifest.write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
 
 
+class VersionLease:
+    """A reader's shared lock on one version (flock on its manifest): pruning skips a leased version.
+
+    Serving replicas hold one per version they have open, so a reindex never deletes files under a
+    query in flight; the version goes at a later publish, once no replica holds it.
+    """
+
+    def __init__(self, paths: VersionPaths) -> None:
+        try:
+            self._handle = open(paths.manifest, "rb")
+        except FileNotFoundError:
+            raise VersionGoneError(f"index version {paths.name} is gone (replaced by a newer one)") from None
+        fcntl.flock(self._handle, fcntl.LOCK_SH)  # waits only while a pruner holds it (the length of one rmtree)
+        if not paths.manifest.exists():  # pruned between open and lock
+            self._handle.close()
+            raise VersionGoneError(f"index version {paths.name} is gone (replaced by a newer one)")
+
+    def release(self) -> None:
+        self._handle.close()
+
+
+def _remove_unleased(path: Path) -> bool:
+    """Delete a version directory unless a reader leases it; True when it is gone."""
+    try:
+        handle = open(path / "manifest.json", "rb")
+    except FileNotFoundError:
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -108,6 +145,11 @@ def now_iso() -> str:
 class IndexLayout:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        try:
+            str(self.root.absolute()).encode("utf-8")
+        except UnicodeEncodeError:  # DuckDB, Lucene and the manifest all need a UTF-8 path
+            shown = os.fsencode(self.root.absolute()).decode("utf-8", errors="backslashreplace")
+            raise InputError(f"index path is not valid UTF-8: {shown}") from None
         self.current_file = self.root / "CURRENT"
         self.versions = self.root / "versions"
         self.cache_dir = self.root / "cache"
@@ -131,6 +173,13 @@ class IndexLayout:
         paths = VersionPaths(self.versions / name)
         if not paths.root.is_dir():
             raise IndexFormatError(f"CURRENT names version {name!r}, which is missing under {self.versions}")
+        return paths
+
+    def version(self, name: str) -> VersionPaths:
+        """A published version by name (a request pinned to it); VersionGoneError once it was pruned."""
+        paths = VersionPaths(self.versions / name)
+        if name.startswith(".") or "/" in name or not paths.manifest.is_file():
+            raise VersionGoneError(f"index version {name!r} is gone (replaced by a newer one)")
         return paths
 
     def current_or_none(self) -> VersionPaths | None:
@@ -170,7 +219,8 @@ class IndexLayout:
         self.versions.mkdir(parents=True, exist_ok=True)
         for stale in self.versions.glob(".build-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        name = f".build-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+        stamp = time.time()  # names sort by build time (microseconds): replicas and pruning rely on that order
+        name = f".build-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(stamp))}.{int(stamp % 1 * 1e6):06d}-{secrets.token_hex(3)}"
         root = self.versions / name
         root.mkdir()
         return VersionPaths(root)
@@ -191,11 +241,11 @@ class IndexLayout:
         return VersionPaths(final)
 
     def _prune(self, keep: str) -> None:
-        """Keep the newest versions (the previous one may still serve in-flight queries)."""
+        """Keep the newest versions, and any older one a serving replica still leases (see VersionLease)."""
         versions = sorted((p for p in self.versions.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
         old = [p for p in versions if p.name != keep][: -(_KEEP_VERSIONS - 1) or None]
         for path in old:
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_unleased(path)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -2,7 +2,10 @@
 
 Glob semantics, fixed here once: patterns match the repo-relative path; ``**`` crosses ``/``,
 ``*`` and ``?`` do not; ``[...]`` is a character class; a pattern without ``/`` matches the file
-name at any depth (``*.py``); a pattern ending in ``/`` matches everything under that directory.
+name at any depth (``*.py``); a pattern ending in ``/`` matches everything under that directory; a
+leading ``/`` anchors at the repository root (``/setup.py``). ``..`` segments, backslashes and NUL are
+errors, so no pattern can name anything outside the repository (and patterns only ever filter the
+indexed, repository-relative paths).
 Patterns that LIKE expresses exactly become LIKE; all others become an RE2 ``regexp_full_match``,
 so every pattern is still evaluated inside DuckDB and no row is filtered in Python.
 """
@@ -40,14 +43,19 @@ def _normalize(pattern: str) -> str:
         raise ScopeError(f"glob pattern longer than {_MAX_PATTERN_CHARS} characters")
     if "\x00" in pattern or "\\" in pattern:
         raise ScopeError(f"malformed glob {pattern!r}: backslashes and NUL are not allowed")
+    if not pattern.isascii():
+        try:
+            pattern.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ScopeError(f"malformed glob {pattern!r}: not valid UTF-8 text") from None
     p = pattern.strip().removeprefix("./")
-    if p.startswith("/"):
-        p = p.lstrip("/")
+    anchored = p.startswith("/")  # '/x' is x at the repository root (as in .gitignore), never a host path
+    p = p.lstrip("/")
     if ".." in p.split("/"):
         raise ScopeError(f"malformed glob {pattern!r}: '..' segments are not allowed")
     if p.endswith("/"):
         p += "**"
-    if "/" not in p:
+    if "/" not in p and not anchored:
         p = "**/" + p
     return p
 
@@ -124,6 +132,8 @@ def validate_scope(scope: Scope) -> None:
             raise ScopeError(f"at most {_MAX_PATTERNS} {name} patterns")
         for pattern in patterns:
             glob_to_regex(pattern)
+    if len(scope.languages) > _MAX_PATTERNS:
+        raise ScopeError(f"at most {_MAX_PATTERNS} languages")
     unknown = sorted(set(scope.languages) - KNOWN_LANGUAGES)
     if unknown:
         raise ScopeError(f"unknown language(s): {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_LANGUAGES))}")
