@@ -225,6 +225,15 @@ def phase_stats(rows: list[dict], first_fault: float, last_recovery: float) -> d
     return out
 
 
+def by_kind(rows: list[dict]) -> dict:
+    out = {}
+    for kind in sorted({r["kind"] for r in rows}):
+        ok = [r["ms"] for r in rows if r["kind"] == kind and r["status"] == 200]
+        out[kind] = {"requests": sum(1 for r in rows if r["kind"] == kind), "ok": len(ok),
+                     "p50_ms": percentile(ok, 0.5) if ok else None, "p95_ms": percentile(ok, 0.95) if ok else None}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo", default=str(ROOT))
@@ -287,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": args.concurrency, "killed_deployments": kills, "replicas_of_killed": args.replicas,
         "requests_sent": len(rows), "succeeded": statuses.get(200, 0), "failed_by_status": {str(k): v for k, v in statuses.items() if k != 200},
         "degraded_but_answered": sum(1 for r in rows if r["status"] == 200 and r["note"]),
-        "phases": phase_stats(rows, first_fault, last_recovery), "recovery": recovery,
+        "phases": phase_stats(rows, first_fault, last_recovery), "by_kind": by_kind(rows), "recovery": recovery,
         "readiness_modes_seen": sorted({r["mode"] for r in rec.ready}), "readiness_timeline": rec.ready,
         "events": rec.events, "failures": failures[:50],
     }
@@ -316,6 +325,9 @@ def markdown(r: dict) -> str:
     lines += ["", "| phase | requests | ok | degraded | p50 ms | p95 ms |", "|---|---|---|---|---|---|"]
     for name, p in r["phases"].items():
         lines.append(f"| {name} | {p['requests']} | {p['ok']} | {p['degraded']} | {p['p50_ms'] and round(p['p50_ms'], 1)} | {p['p95_ms'] and round(p['p95_ms'], 1)} |")
+    lines += ["", "| request kind | requests | ok | p50 ms | p95 ms |", "|---|---|---|---|---|"]
+    for name, p in r["by_kind"].items():
+        lines.append(f"| {name} | {p['requests']} | {p['ok']} | {p['p50_ms'] and round(p['p50_ms'], 1)} | {p['p95_ms'] and round(p['p95_ms'], 1)} |")
     lines += ["", "Readiness timeline:", ""] + [f"- {x['t']} s: {x['mode']} {x['reasons']}" for x in r["readiness_timeline"]]
     if r["failures"]:
         lines += ["", "Failures:", ""] + [f"- {f['t']} s {f['kind']} {f['status']}: {f['note'][:160]}" for f in r["failures"][:20]]

@@ -408,14 +408,14 @@ class Ingress:
         shard_checks = [v for k, v in checks.items() if k.startswith("faiss_shard_")]
         if not all(c["ok"] for c in shard_checks):
             down.append("a FAISS shard is unavailable")
+        if not checks["embedder"]["ok"]:
+            down.append("embedder unavailable")
         if checks["embedder"]["ok"] and checks["hydrator"]["ok"]:
             dims = {"embedder": checks["embedder"]["dim"], "parquet": checks["hydrator"]["parquet_dim"]}
             dims |= {f"faiss_shard_{i}": c["dim"] for i, c in enumerate(shard_checks) if c["ok"]}
             checks["dimensions"] = {"ok": len(set(dims.values())) == 1, **dims}
             if not checks["dimensions"]["ok"]:
                 down.append(f"dimension mismatch {dims}")
-        else:
-            down.append("embedder unavailable")
         if not checks["lexical"]["ok"] or checks["lexical"].get("failing"):
             degraded.append("lexical retriever down")
         if not checks["reranker"]["ok"]:

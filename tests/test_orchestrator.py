@@ -42,6 +42,23 @@ def extractive(question, passages):
     return gen()
 
 
+def endless_generator(text: str, stopped: list[bool]):
+    """A generate() that never ends by itself; ``stopped`` records that it was closed."""
+
+    def generate(question, passages):
+        async def gen():
+            try:
+                while True:
+                    await asyncio.sleep(0.01)
+                    yield text
+            finally:
+                stopped.append(True)
+
+        return gen()
+
+    return generate
+
+
 def test_stream_order_citations_fallbacks_and_trace(tmp_path):
     traces = TraceWriter(tmp_path / "t", flush_rows=1)
     events = collect(AnswerOrchestrator(search_ok, extractive, "extractive", traces), AnswerRequest(SearchRequest(query="q")))
@@ -58,18 +75,8 @@ def test_stream_order_citations_fallbacks_and_trace(tmp_path):
 
 def test_client_going_away_stops_generation_and_is_traced(tmp_path):
     traces = TraceWriter(tmp_path / "t", flush_rows=1)
-    stopped = []
-
-    def endless(question, passages):
-        async def gen():
-            try:
-                while True:
-                    await asyncio.sleep(0.01)
-                    yield "text "
-            finally:
-                stopped.append(True)
-
-        return gen()
+    stopped: list[bool] = []
+    endless = endless_generator("text ", stopped)
 
     async def run():
         stream = AnswerOrchestrator(search_ok, endless, "endless", traces).stream(AnswerRequest(SearchRequest(query="q")))
@@ -89,18 +96,8 @@ def test_retrieval_budget_and_generation_budget(tmp_path):
     events = collect(AnswerOrchestrator(search_slow, extractive, "extractive"), AnswerRequest(SearchRequest(query="q"), retrieval_budget_s=0.05))
     assert [k for k, _ in events] == ["error"] and "budget" in events[0][1]["message"]
 
-    stopped = []
-
-    def endless(question, passages):
-        async def gen():
-            try:
-                while True:
-                    await asyncio.sleep(0.01)
-                    yield "more text [1] "
-            finally:
-                stopped.append(True)
-
-        return gen()
+    stopped: list[bool] = []
+    endless = endless_generator("more text [1] ", stopped)
 
     events = collect(AnswerOrchestrator(search_ok, endless, "endless"), AnswerRequest(SearchRequest(query="q"), generation_budget_s=0.1))
     kinds = [k for k, _ in events]
