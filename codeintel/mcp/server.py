@@ -198,9 +198,11 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
         await progress("done")
         budget = max_tokens * 4
         refs = [{"n": s["n"], "uri": s["uri"], "start_line": s["start_line"], "end_line": s["end_line"],
-                 "symbol": s.get("symbol", ""), "cited": s["n"] in cited} for s in sources]
+                 "symbol": s.get("symbol", ""), "cited": s["n"] in cited,
+                 "attributed": bool(cited.get(s["n"], {}).get("attributed"))} for s in sources]  # matched after the fact
         lines = [f"[{r['n']}] {r['uri']}:{r['start_line']}-{r['end_line']}" + (f"  {r['symbol']}" if r["symbol"] else "")
-                 + ("" if r["cited"] else "  (not cited)") for r in refs]
+                 + ("  (not cited)" if not r["cited"] else "  (attributed: the answer uses its identifiers)" if r["attributed"] else "")
+                 for r in refs]
         tail = "\n\nSources:\n" + "\n".join(lines)
         if errors:
             tail += "\nwarnings: " + "; ".join(errors)
