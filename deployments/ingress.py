@@ -7,6 +7,7 @@ timeouts (a retriever that times out or fails is reported, not fatal) and speaks
 
 import asyncio
 import json
+import math
 import time
 from typing import Any, Literal
 
@@ -200,17 +201,23 @@ class Ingress:
         hits = path_hits(ids, None if allowed is None else set(allowed), 20)
         return RetrieverResult("path", hits, {"path": elapsed_ms(t)})
 
-    async def search_request(self, request: SearchRequest) -> SearchResult:
+    async def search_request(self, request: SearchRequest, budget_s: float | None = None) -> SearchResult:
         """One search, every call pinned to one index version. When a reindex pruned that version
         before a replica opened it, the search runs once more on the new CURRENT: a swap never fails
-        a query and never mixes two versions in one answer."""
+        a query and never mixes two versions in one answer.
+
+        ``budget_s`` (an answer's retrieval budget) caps the retriever and rerank timeouts, so the
+        answer starts with what is ready when the budget ends: late retrievers are skipped, a late
+        rerank leaves the fused order."""
         try:
-            return await self._search(request, self._pin())
+            return await self._search(request, self._pin(), budget_s)
         except VersionGoneError:
             self.metrics.version_retries.inc()
-            return await self._search(request, self._pin())
+            return await self._search(request, self._pin(), budget_s)
 
-    async def _search(self, request: SearchRequest, version: str | None) -> SearchResult:
+    async def _search(self, request: SearchRequest, version: str | None, budget_s: float | None = None) -> SearchResult:
+        started = time.monotonic()
+        retriever_timeout = min(self.config.retriever_timeout_s, budget_s or math.inf)
         plan = SearchPlan(request, rerank_depth=self.config.rerank_depth, rerank_weight=self.config.rerank_weight)
         allowed = None
         if not plan.scope.empty:
@@ -226,7 +233,7 @@ class Ingress:
             else:
                 calls[name] = self._path(plan, allowed, version)
         outcomes = await asyncio.gather(
-            *(asyncio.wait_for(c, self.config.retriever_timeout_s) for c in calls.values()), return_exceptions=True
+            *(asyncio.wait_for(c, retriever_timeout) for c in calls.values()), return_exceptions=True
         )
         results: list[RetrieverResult] = []
         skipped: dict[str, str] = {}
@@ -234,7 +241,7 @@ class Ingress:
             if isinstance(outcome, VersionGoneError):  # _ask surfaces it as itself
                 raise outcome
             if isinstance(outcome, asyncio.TimeoutError):
-                skipped[name] = f"timeout: no answer within {self.config.retriever_timeout_s} s"
+                skipped[name] = f"timeout: no answer within {retriever_timeout:g} s"
             elif isinstance(outcome, BaseException):
                 skipped[name] = f"error: {type(outcome).__name__}"
             else:
@@ -247,11 +254,14 @@ class Ingress:
         plan.timings["hydrate"] = elapsed_ms(t)
         if plan.reranks and rows:
             t = time.perf_counter()
+            rerank_timeout = self.config.rerank_timeout_s
+            if budget_s is not None:
+                rerank_timeout = max(0.05, min(rerank_timeout, budget_s - (time.monotonic() - started)))
             try:
-                logits = await asyncio.wait_for(_ask(self.reranker.score, plan.prepared.text, plan.rerank_inputs(rows)), self.config.rerank_timeout_s)
+                logits = await asyncio.wait_for(_ask(self.reranker.score, plan.prepared.text, plan.rerank_inputs(rows)), rerank_timeout)
                 rows = plan.apply_rerank(rows, logits)
             except asyncio.TimeoutError:
-                plan.skipped["rerank"] = f"timeout: no answer within {self.config.rerank_timeout_s} s"
+                plan.skipped["rerank"] = f"timeout: no answer within {rerank_timeout:.2g} s"
             except Exception as exc:  # a failing reranker degrades the answer, it does not fail it
                 plan.skipped["rerank"] = f"error: {type(exc).__name__}"
             plan.timings["rerank"] = elapsed_ms(t)

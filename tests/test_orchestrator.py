@@ -24,11 +24,11 @@ def collect(orchestrator, request) -> list[tuple[str, dict]]:
     return asyncio.run(run())
 
 
-async def search_ok(request):
+async def search_ok(request, budget_s=None):
     return result({"bm25": "timeout: no answer within 5 s"})
 
 
-async def search_slow(request):
+async def search_slow(request, budget_s=None):  # ignores its budget
     await asyncio.sleep(5)
 
 
@@ -107,7 +107,7 @@ def test_retrieval_budget_and_generation_budget(tmp_path):
 
 
 def test_failures_become_error_events():
-    async def broken(request):
+    async def broken(request, budget_s=None):
         raise RuntimeError("index went away")
 
     events = collect(AnswerOrchestrator(broken, extractive, "extractive"), AnswerRequest(SearchRequest(query="q")))

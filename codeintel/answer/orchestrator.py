@@ -22,8 +22,11 @@ from codeintel.retrieval.plan import SearchRequest, SearchResult
 
 __all__ = ["AnswerRequest", "AnswerOrchestrator"]
 
-SearchFn = Callable[[SearchRequest], Awaitable[SearchResult]]
+SearchFn = Callable[[SearchRequest, float], Awaitable[SearchResult]]  # (request, retrieval budget in s)
 GenerateFn = Callable[[str, list[Passage]], AsyncIterator[str | dict]]  # text deltas, and optionally a usage dict
+
+
+_GRACE_S = 2.0
 
 
 class AnswerRequest(msgspec.Struct, frozen=True):
@@ -54,7 +57,9 @@ class AnswerOrchestrator:
         tracker = CitationTracker([])
         try:
             try:
-                result = await asyncio.wait_for(self.search(request.search), request.retrieval_budget_s)
+                # the search itself cuts late retrievers at the budget; the grace covers hydration
+                result = await asyncio.wait_for(self.search(request.search, request.retrieval_budget_s),
+                                                request.retrieval_budget_s + _GRACE_S)
             except asyncio.TimeoutError:
                 error = f"retrieval exceeded its budget of {request.retrieval_budget_s} s"
                 yield "error", {"message": error}
