@@ -138,19 +138,21 @@ def replica_actors(deployment: str) -> list[str]:
             if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{APP}#{deployment}#")]
 
 
-def kill_one(deployment: str) -> str:
+def kill_one(deployment: str) -> tuple[str, int]:
+    """Kill one replica of ``deployment``; its name and how many replicas were alive."""
     import ray
 
-    name = replica_actors(deployment)[0]
-    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
-    return name
+    alive = replica_actors(deployment)
+    ray.kill(ray.get_actor(alive[0], namespace="serve"), no_restart=True)
+    return alive[0], len(alive)
 
 
-async def wait_replaced(deployment: str, killed: str, timeout: float = 120) -> float | None:
+async def wait_replaced(deployment: str, killed: str, replicas: int, timeout: float = 120) -> float | None:
+    """Seconds until ``replicas`` replicas are alive again, the killed one not among them."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         alive = await asyncio.to_thread(replica_actors, deployment)
-        if alive and killed not in alive:
+        if len(alive) >= replicas and killed not in alive:
             return time.monotonic() - start
         await asyncio.sleep(0.5)
     return None
@@ -179,9 +181,9 @@ async def inject(url: str, rec: Recorder, index_dir: Path, duration: float, kill
     schedule = [(30.0 * i, kills[(i - 1) % len(kills)]) for i in range(1, int(corrupt_at // 30) + 1)]
     for seconds, deployment in schedule:
         await at(seconds)
-        killed = await asyncio.to_thread(kill_one, deployment)
+        killed, replicas = await asyncio.to_thread(kill_one, deployment)
         rec.event("kill", deployment=deployment, replica=killed)
-        replaced = await wait_replaced(deployment, killed)
+        replaced = await wait_replaced(deployment, killed, replicas)
         ready = await wait_ready(url, 60)
         recovery["kills"].append({"deployment": deployment, "at_s": seconds, "replacement_alive_s": replaced and round(replaced, 2),
                                   "ready_again_s": ready and round(ready + (replaced or 0), 2)})
@@ -194,7 +196,7 @@ async def inject(url: str, rec: Recorder, index_dir: Path, duration: float, kill
     await at(corrupt_at)
     version = IndexLayout(index_dir).current()
     shutil.rmtree(version.lexical)  # the published version loses its Lucene files
-    killed = await asyncio.to_thread(kill_one, "LexicalRetriever")  # ... and its replacement must open them
+    killed, _ = await asyncio.to_thread(kill_one, "LexicalRetriever")  # ... and its replacement must open them
     rec.event("corrupt", removed=str(version.lexical), killed=killed)
     await asyncio.sleep(10)
     start = time.monotonic()
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"load-fault-{result['date']}"
+    stem = out / (f"load-fault-{result['date']}" if args.replicas == 1 else f"load-fault-{args.replicas}replicas-{result['date']}")
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     stem.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))

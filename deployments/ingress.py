@@ -135,6 +135,12 @@ async def _ask(method, *args):
         return await _replica(method.remote(*args))
 
 
+def _headline(message: str | None) -> str:
+    """The last line of a Serve status message that is not a stack frame (Python or Java)."""
+    lines = [line for line in (message or "").splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+    return lines[-1][:200] if lines else "no detail"
+
+
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
@@ -438,11 +444,24 @@ class Ingress:
             cpu = [k for k, v in checks.items() if k.startswith("faiss_shard_") and v.get("ok") and not v.get("gpu")]
             if cpu:
                 degraded.append(f"{', '.join(cpu)} on CPU instead of GPU")
+        degraded += await self._serve_health()
         gpu = sum(1 for c in shard_checks if c.get("gpu"))
         self.metrics.faiss_gpu.set(gpu)
         self.metrics.faiss_shards.set(len(shard_checks))
         mode = "down" if down else "degraded" if degraded else "ready"
         return {"mode": mode, "reasons": down + degraded, "checks": checks}
+
+    async def _serve_health(self) -> list[str]:
+        """Deployments Serve itself reports unhealthy: a replica that cannot start (say, its index
+        files are damaged) is invisible to a probe that another, healthy replica answers."""
+        try:
+            app = serve.get_replica_context().app_name
+            status = await asyncio.wait_for(asyncio.to_thread(serve.status), 5.0)
+            deployments = status.applications[app].deployments
+        except Exception:  # outside a Serve replica (unit tests) or the controller is busy: no opinion
+            return []
+        return [f"{name} {d.status.value.lower()}: {_headline(d.message)}"
+                for name, d in sorted(deployments.items()) if d.status.value in ("UNHEALTHY", "DEPLOY_FAILED")]
 
     @api.get("/metrics")
     async def metrics(self) -> PlainTextResponse:
