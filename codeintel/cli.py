@@ -276,6 +276,8 @@ def cmd_ask(args) -> int:
                 reason = "; ".join(ready.json().get("reasons", [])) or ready.text[:200]
             except httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__}"
+            except ValueError:  # not JSON: Serve's proxy answers in plain text until the app is deployed
+                reason = f"{ready.status_code} {ready.text[:200].strip()}"
             if time.monotonic() >= deadline:
                 raise InputError(f"server at {args.url} is not ready: {reason}")
             time.sleep(1)

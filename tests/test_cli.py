@@ -83,3 +83,30 @@ def test_incompatible_index_dir_exit_2(tmp_path, small_repo, capsys):
     write_tree(tmp_path / "home", {"notes.txt": "mine\n"})
     assert main(["index", str(small_repo), "--index", str(tmp_path / "home")]) == 2
     assert "not a codeintel index directory" in capsys.readouterr().err
+
+
+def test_ask_waits_on_a_proxy_that_answers_plain_text_and_fails_in_one_line(capsys):
+    """Serve's proxy says "Path '/readyz' not found" in plain text until the app is deployed."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotYet(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"Path '/readyz' not found. Ping http://.../-/routes for available routes."
+            self.send_response(404)
+            self.send_header("content-type", "text/plain")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotYet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = main(["ask", "q", "--url", f"http://127.0.0.1:{server.server_port}", "--wait", "1.5"])
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err
+    assert code == 2 and "not ready: 404 Path '/readyz' not found" in err and "Traceback" not in err
