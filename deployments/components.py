@@ -66,8 +66,8 @@ class EmbedderDeployment:
 class _Open:
     """One index version open in a replica: its engines, its lease, and the calls using it."""
 
-    def __init__(self, name: str, state, lease: VersionLease) -> None:
-        self.name, self.state, self.lease = name, state, lease
+    def __init__(self, state, lease: VersionLease) -> None:
+        self.state, self.lease = state, lease
         self.refs = 0
         self.retired = False
 
@@ -133,7 +133,7 @@ class _Versioned:
             except BaseException:
                 lease.release()
                 raise
-            entry = self._open[name] = _Open(name, state, lease)
+            entry = self._open[name] = _Open(state, lease)
         entry.refs += 1
         for old in sorted(self._open)[: -self.keep]:  # names sort by build time
             retired = self._open.pop(old)
@@ -260,10 +260,6 @@ class Hydrator(_Versioned):
     def close_version(self, state: _Catalog) -> None:
         state.catalog.close()
 
-    def current_version(self) -> str:
-        with self._version(None) as v:
-            return v.paths.name
-
     def query_by_ids(self, ids: list[int], scope: Scope, version: str | None = None) -> list[ChunkRow]:
         with self._version(version) as v:
             return v.catalog.query_by_ids(ids, scope)
@@ -358,13 +354,12 @@ class IndexWriter:
             report = self.indexer.run(root, self.index_dir, rebuild=rebuild, progress=progress)
             summary = msgspec.to_builtins(report)
             summary["skipped_files"] = summary["skipped_files"][:50]
-            job.update(state="done", stage="published", summary=summary)
+            outcome = {"state": "done", "stage": "published", "summary": summary}
         except CodeIntelError as exc:
-            job.update(state="failed", error=str(exc))
+            outcome = {"state": "failed", "error": str(exc)}
         except Exception as exc:  # reported through the job, never lost in a thread
-            job.update(state="failed", error=f"{type(exc).__name__}: {exc}")
-        finally:
-            job["ended_at"] = now_iso()
+            outcome = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        job.update(outcome, ended_at=now_iso())  # one update: a poll never sees "done" without its end time
 
     def job(self, job_id: str) -> dict | None:
         job = self.jobs.get(job_id)

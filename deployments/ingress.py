@@ -360,14 +360,14 @@ class Ingress:
     @api.post("/v1/chunks")
     async def file_chunks(self, body: ChunksBody) -> Response:
         """The indexed chunks of one file overlapping a line range; 404 when the uri is not an indexed file."""
-        rows, truncated = await _replica(self.hydrator.file_chunks.remote(body.uri, body.start_line, body.end_line, MAX_FILE_CHUNKS))
+        rows, truncated = await _ask(self.hydrator.file_chunks, body.uri, body.start_line, body.end_line, MAX_FILE_CHUNKS)
         chunks = [{"id": r.id, "uri": r.uri, "start_line": r.start_line, "end_line": r.end_line, "symbol": r.symbol, "lang": r.lang, "text": r.text} for r in rows]
         return JSONResponse({"uri": rows[0].uri if rows else body.uri, "chunks": chunks, "truncated": truncated})
 
     @api.post("/v1/file")
     async def file_lines(self, body: FileBody) -> Response:
         """Lines of a live indexed file (at most MAX_LINES); 404 when not indexed, 400 when it resolves outside the repo."""
-        lines = await _replica(self.hydrator.file_lines.remote(body.uri, body.start_line, body.end_line, MAX_LINES))
+        lines = await _ask(self.hydrator.file_lines, body.uri, body.start_line, body.end_line, MAX_LINES)
         return Response(msgspec.json.encode(lines), media_type="application/json")
 
     @api.post("/v1/reindex", status_code=202)

@@ -78,10 +78,10 @@ def test_a_pinned_version_keeps_serving_while_reindexes_publish(tmp_path, real_e
 
     indexer.run(repo, index)
     hydrator = Hydrator.func_or_class(str(index))
-    v1 = hydrator.current_version()
+    v1 = hydrator.info()["version"]
     chunks_v1 = len(hydrator.ids_in_scope(Scope(), v1))
     v2 = publish(2)
-    assert hydrator.current_version() == v2 and hydrator.versions() == [v1, v2]
+    assert hydrator.info()["version"] == v2 and hydrator.versions() == [v1, v2]
     assert len(hydrator.ids_in_scope(Scope(), v1)) == chunks_v1 < len(hydrator.ids_in_scope(Scope(), v2))
     v3 = publish(3)  # pruning would drop v1, but this replica still holds it open (leased)
     assert (index / "versions" / v1).is_dir() and len(hydrator.ids_in_scope(Scope(), v1)) == chunks_v1

@@ -16,6 +16,7 @@ import pathspec
 from codeintel.config import WalkSettings
 from codeintel.errors import InputError
 from codeintel.indexing.languages import language_for, unindexable_kind
+from codeintel.text import is_utf8, printable
 
 __all__ = ["RepoInfo", "Candidate", "SourceFile", "Skipped", "WalkResult", "repo_info", "discover", "load"]
 
@@ -86,8 +87,8 @@ def repo_info(root: str | os.PathLike[str]) -> RepoInfo:
     if not path.is_dir():
         raise InputError(f"not a directory: {root}")
     path = path.resolve()
-    if not _utf8(str(path)):
-        raise InputError(f"repository path is not valid UTF-8: {_printable(str(path))}")
+    if not is_utf8(str(path)):
+        raise InputError(f"repository path is not valid UTF-8: {printable(str(path))}")
     commit = None
     name = path.name
     if _git(path, "rev-parse", "--is-inside-work-tree") == "true" and _git(path, "rev-parse", "--show-toplevel") == str(path):
@@ -118,19 +119,6 @@ def _exclude_spec(settings: WalkSettings) -> pathspec.PathSpec:
     if bad:
         raise InputError(f"malformed exclude pattern {bad[0]!r}")
     return pathspec.GitIgnoreSpec.from_lines(patterns)
-
-
-def _printable(rel: str) -> str:
-    """A path whose name is not valid UTF-8, with the bad bytes shown as \\xNN (for reports only)."""
-    return os.fsencode(rel).decode("utf-8", errors="backslashreplace")
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 come back from the OS as lone surrogates
-        return False
-    return True
 
 
 @dataclass
@@ -191,8 +179,8 @@ def discover(root: Path, settings: WalkSettings) -> WalkResult:
         entry = frame.entries[frame.next]
         frame.next += 1
         rel = frame.rel_dir + entry.name
-        if not _utf8(entry.name):
-            result.skipped.append(Skipped(_printable(rel), "undecodable name"))
+        if not is_utf8(entry.name):
+            result.skipped.append(Skipped(printable(rel), "undecodable name"))
             continue
         try:
             if entry.is_symlink():

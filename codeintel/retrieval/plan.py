@@ -19,6 +19,7 @@ from codeintel.retrieval.query import PreparedQuery, is_auxiliary_path, prepare_
 from codeintel.retrieval.retrievers import RetrieverResult, elapsed_ms
 from codeintel.storage.catalog import ChunkRow
 from codeintel.storage.scope import Scope, validate_scope
+from codeintel.text import is_utf8
 
 __all__ = [
     "MODES", "MAX_K", "MAX_QUERY_CHARS", "FUSION_WEIGHTS", "REPORT_AUXILIARY_FACTOR",
@@ -49,11 +50,8 @@ class SearchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise InputError("empty query")
         if len(query) > MAX_QUERY_CHARS:
             raise InputError(f"query longer than {MAX_QUERY_CHARS} characters")
-        if not query.isascii():
-            try:
-                query.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates: undecodable bytes from argv, or a JSON "\ud800"
-                raise InputError("query is not valid UTF-8 text") from None
+        if not is_utf8(query):  # undecodable bytes from argv, or a JSON "\ud800"
+            raise InputError("query is not valid UTF-8 text")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise InputError(f"k must be an integer between 1 and {MAX_K}")
         if self.mode not in MODES:

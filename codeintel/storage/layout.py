@@ -29,6 +29,7 @@ import msgspec
 from codeintel import __version__
 from codeintel.config import ChunkSettings, EmbeddingContract, WalkSettings
 from codeintel.errors import IndexFormatError, IndexLockedError, IndexNotFoundError, InputError, VersionGoneError
+from codeintel.text import is_utf8, printable
 
 __all__ = ["FORMAT_VERSION", "RepoRecord", "IndexManifest", "IndexLayout", "VersionPaths", "VersionLease", "link_tree", "now_iso"]
 
@@ -122,20 +123,19 @@ class VersionLease:
         self._handle.close()
 
 
-def _remove_unleased(path: Path) -> bool:
-    """Delete a version directory unless a reader leases it; True when it is gone."""
+def _remove_unleased(path: Path) -> None:
+    """Delete a version directory unless a reader leases it (then a later publish removes it)."""
     try:
         handle = open(path / "manifest.json", "rb")
     except FileNotFoundError:
         shutil.rmtree(path, ignore_errors=True)
-        return True
+        return
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False
+            return
         shutil.rmtree(path, ignore_errors=True)
-        return True
 
 
 def now_iso() -> str:
@@ -145,11 +145,8 @@ def now_iso() -> str:
 class IndexLayout:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
-        try:
-            str(self.root.absolute()).encode("utf-8")
-        except UnicodeEncodeError:  # DuckDB, Lucene and the manifest all need a UTF-8 path
-            shown = os.fsencode(self.root.absolute()).decode("utf-8", errors="backslashreplace")
-            raise InputError(f"index path is not valid UTF-8: {shown}") from None
+        if not is_utf8(str(self.root.absolute())):  # DuckDB, Lucene and the manifest all need a UTF-8 path
+            raise InputError(f"index path is not valid UTF-8: {printable(str(self.root.absolute()))}")
         self.current_file = self.root / "CURRENT"
         self.versions = self.root / "versions"
         self.cache_dir = self.root / "cache"

@@ -19,6 +19,7 @@ import msgspec
 
 from codeintel.errors import ScopeError
 from codeintel.indexing.languages import KNOWN_LANGUAGES
+from codeintel.text import is_utf8
 
 __all__ = ["Scope", "glob_to_regex", "glob_to_like", "scope_sql", "validate_scope"]
 
@@ -43,11 +44,8 @@ def _normalize(pattern: str) -> str:
         raise ScopeError(f"glob pattern longer than {_MAX_PATTERN_CHARS} characters")
     if "\x00" in pattern or "\\" in pattern:
         raise ScopeError(f"malformed glob {pattern!r}: backslashes and NUL are not allowed")
-    if not pattern.isascii():
-        try:
-            pattern.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ScopeError(f"malformed glob {pattern!r}: not valid UTF-8 text") from None
+    if not is_utf8(pattern):
+        raise ScopeError(f"malformed glob {pattern!r}: not valid UTF-8 text")
     p = pattern.strip().removeprefix("./")
     anchored = p.startswith("/")  # '/x' is x at the repository root (as in .gitignore), never a host path
     p = p.lstrip("/")

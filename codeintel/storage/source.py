@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from codeintel.errors import InputError, NotIndexedError
+from codeintel.text import is_utf8
 
 __all__ = ["MAX_LINES", "MAX_FILE_BYTES", "FileLines", "check_uri", "read_lines"]
 
@@ -35,11 +36,8 @@ def check_uri(uri: str) -> str:
     """The uri as a normalized repo-relative POSIX path; InputError for anything that could escape."""
     if not isinstance(uri, str) or not uri.strip():
         raise InputError("uri must be a non-empty repository-relative path")
-    if not uri.isascii():
-        try:
-            uri.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError("uri is not valid UTF-8 text") from None
+    if not is_utf8(uri):
+        raise InputError("uri is not valid UTF-8 text")
     if "\x00" in uri or "\\" in uri:
         raise InputError(f"uri {uri!r} contains NUL or a backslash; use a repository-relative POSIX path")
     if uri.startswith("/") or os.path.isabs(uri) or (len(uri) > 2 and uri[0].isalpha() and uri[1:3] == ":/"):
