@@ -21,6 +21,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import msgspec
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from codeintel.config import Settings  # noqa: E402
@@ -78,7 +80,7 @@ MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
 DEPTH = 50  # chunks retrieved per query; files are ranked by first appearance among them
 
 
-def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings, embedder, searcher_options: dict) -> dict:
+def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings, embedder) -> dict:
     from codeintel.retrieval.searcher import Searcher
 
     from codeintel.rerank import create_reranker
@@ -90,7 +92,7 @@ def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings,
         by_pair[(r["repo"], r["commit"])].append(r)
     done = 0
     for (repo, commit), pair_rows in sorted(by_pair.items()):
-        searcher = Searcher(index_dir(work, repo, commit), settings, embedder=embedder, reranker=reranker, **searcher_options)
+        searcher = Searcher(index_dir(work, repo, commit), settings, embedder=embedder, reranker=reranker)
         try:
             for r in pair_rows:
                 gold = set(r["gold_files"])
@@ -198,7 +200,8 @@ def main() -> int:
     parser.add_argument("--rerank-weight", type=float, help="weight of the cross-encoder's order in the final fusion")
     args = parser.parse_args()
 
-    settings = Settings()
+    search = {k: v for k, v in {"rerank_depth": args.rerank_depth, "rerank_weight": args.rerank_weight}.items() if v is not None}
+    settings = Settings(search=msgspec.structs.replace(Settings().search, **search))
     embedder = create_embedder(settings.embedding, batch_size=settings.embed_batch_size)
     rows = load_rows(args.jsonl, args.task, args.repo, args.limit)
     stats = build_indexes(rows, args.trees, args.work, settings, embedder)
@@ -206,8 +209,7 @@ def main() -> int:
     if args.index_only:
         return 0
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    options = {k: v for k, v in {"rerank_depth": args.rerank_depth, "rerank_weight": args.rerank_weight}.items() if v is not None}
-    summary, per_query = evaluate(rows, args.work, modes, settings, embedder, options)
+    summary, per_query = evaluate(rows, args.work, modes, settings, embedder)
     command = "python benchmarks/eval_retrieval.py " + " ".join(sys.argv[1:])
     write_outputs(summary, per_query, args.out, command, stats)
     print(json.dumps(summary, indent=1))

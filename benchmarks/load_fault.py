@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -35,6 +36,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+from httpx_sse import EventSource
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -84,9 +86,8 @@ async def one_request(client: httpx.AsyncClient, rng: random.Random) -> tuple[st
                 await r.aread()
                 return "answer", r.status_code, ""
             last = ""
-            async for line in r.aiter_lines():
-                if line.startswith("event: "):
-                    last = line.removeprefix("event: ")
+            async for sse in EventSource(r).aiter_sse():
+                last = sse.event
             return "answer", 200 if last == "done" else 599, "" if last == "done" else f"stream ended with {last!r}"
     mode = "hybrid+rerank" if roll < 0.30 else "hybrid"
     r = await client.post("/v1/search", json={"query": query, "k": 5, "mode": mode})
@@ -128,6 +129,30 @@ async def poll_ready(url: str, rec: Recorder, until: float) -> None:
                 rec.ready.append({"t": t, "mode": mode, "reasons": reasons})
                 print(f"[{t:7.2f}s] readyz {mode} {reasons}", flush=True)
             await asyncio.sleep(1.0)
+
+
+def _slowable_lexical():
+    """The real BM25 deployment plus a delay this benchmark switches on: fault injection stays out of production code."""
+    from ray import serve
+
+    from codeintel.service.backends import LexicalBackend
+
+    @serve.deployment(name="LexicalRetriever", ray_actor_options={"num_cpus": 0.25})
+    class SlowableLexical(LexicalBackend):
+        slow_s = slow_until = 0.0
+
+        def slow_down(self, seconds: float, for_s: float) -> None:
+            self.slow_s, self.slow_until = seconds, time.monotonic() + for_s
+
+        def retrieve(self, *args):
+            if time.monotonic() < self.slow_until:
+                time.sleep(self.slow_s)
+            return super().retrieve(*args)
+
+        def check_health(self) -> None:
+            self.check()
+
+    return SlowableLexical
 
 
 def replica_actors(deployment: str) -> list[str]:
@@ -190,7 +215,7 @@ async def inject(url: str, rec: Recorder, index_dir: Path, duration: float, kill
         rec.event("replaced", deployment=deployment, after_s=replaced)
         if seconds == 30.0:  # once, between the first kills: the lexical retriever stops answering in time
             await at(45)
-            await lexical.inject_delay.remote(8.0, 15.0)
+            await lexical.slow_down.remote(8.0, 15.0)
             rec.event("lexical_slow", seconds=8.0, for_s=15.0)
 
     await at(corrupt_at)
@@ -254,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
+    from codeintel.config import SearchSettings, Settings
     from codeintel.indexing.pipeline import Indexer
-    from deployments.app import AppArgs, build_graph
+    from deployments.app import AppArgs, bind_backends, bind_ingress
+    from deployments.components import FaissShard, Hydrator
 
     work = Path(tempfile.mkdtemp(prefix="codeintel-loadfault-"))
     index_dir = Path(args.index) if args.index else work / "idx"
@@ -263,15 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     report = Indexer().run(args.repo, index_dir)  # incremental: a kept --index is up to date in a second
     print(f"indexed {report.files} files, {report.chunks} chunks in {time.perf_counter() - t:.1f} s", flush=True)
     kills = [k.strip() for k in args.kill.split(",") if k.strip()]
-    faults_env = {"runtime_env": {"env_vars": {"CODEINTEL_FAULTS": "1"}}}
-    options = {name: {"num_replicas": args.replicas} for name in kills}
-    options.setdefault("LexicalRetriever", {})["ray_actor_options"] = {"num_cpus": 0.25, **faults_env}
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     url = f"http://127.0.0.1:{PORT}"
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-        cfg = AppArgs(index_dir=str(index_dir), ingress_replicas=2, retriever_timeout_s=3.0, generator="extractive")
-        serve.run(build_graph(cfg, options), name=APP, route_prefix="/")
+        settings = Settings(search=SearchSettings(retriever_timeout_s=3.0))
+        cfg = AppArgs(index_dir=str(index_dir), ingress_replicas=2, generator="extractive", settings=settings)
+        replicas = {name: (args.replicas if name in kills else 1) for name in ("Hydrator", "LexicalRetriever", "FaissShard0")}
+        backends = dataclasses.replace(  # the killed deployments replicated, and a lexical retriever that can be slowed
+            bind_backends(cfg, settings),
+            hydrator=Hydrator.options(num_replicas=replicas["Hydrator"]).bind(cfg.index_dir, settings),
+            lexical=_slowable_lexical().options(num_replicas=replicas["LexicalRetriever"]).bind(cfg.index_dir, settings),
+            shards=[FaissShard.options(name="FaissShard0", num_replicas=replicas["FaissShard0"]).bind(cfg.index_dir, 0, 1, None, settings)],
+        )
+        serve.run(bind_ingress(cfg, settings, backends), name=APP, route_prefix="/")
         rec = Recorder(time.monotonic())
 
         async def run() -> dict:

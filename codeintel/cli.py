@@ -14,6 +14,7 @@ from typing import Sequence
 
 import msgspec
 
+from codeintel.config import MODES
 from codeintel.errors import CodeIntelError, InputError
 
 __all__ = ["main"]
@@ -52,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-skipped", action="store_true", help="list every skipped file with its reason")
 
     p = sub.add_parser("search", help="search an index")
-    p.add_argument("query")
+    p.add_argument("query", help="what to find; '-' reads it from stdin (a pasted issue or log longer than argv allows)")
     _index_arg(p)
     p.add_argument("-k", "--k", type=int, default=10, help="number of hits (default 10)")
-    p.add_argument("--mode", default="hybrid+rerank", choices=["dense", "bm25", "hybrid", "hybrid+rerank"])
+    p.add_argument("--mode", default="hybrid+rerank", choices=MODES)
     p.add_argument("--files", action="store_true", help="list files (best chunk each) instead of chunks")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only paths matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="drop paths matching (repeatable)")
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("ask", help="ask a running server; streams hits, answer text and citations")
-    p.add_argument("question")
+    p.add_argument("question", help="the question; '-' reads it from stdin (a pasted issue or log longer than argv allows)")
     p.add_argument("--url", default=os.environ.get("CODEINTEL_URL", "http://127.0.0.1:8000"))
     p.add_argument("-k", "--k", type=int, default=5)
     p.add_argument("--session", help="X-Session-ID (its stored scope applies)")
@@ -171,7 +172,22 @@ def cmd_index(args) -> int:
     return 0
 
 
+def _query_arg(value: str) -> str:
+    """``-`` reads the query from stdin (UTF-8): one argv string is capped at 128 KiB, a pasted log is not."""
+    if value != "-":
+        return value
+    data = getattr(sys.stdin, "buffer", sys.stdin).read()  # bytes from a real stdin: decoded strictly below
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise InputError("the query read from stdin ('-') is not UTF-8 text") from None
+    if not text.strip():
+        raise InputError("the query read from stdin ('-') is empty")
+    return text
+
+
 def cmd_search(args) -> int:
+    args.query = _query_arg(args.query)
     from codeintel.retrieval.searcher import Searcher
     from codeintel.storage.scope import Scope
 
@@ -230,6 +246,7 @@ def cmd_serve(args) -> int:
     from codeintel.storage.layout import IndexLayout
 
     IndexLayout(args.index).current().read_manifest()  # fail fast, with one line, on a missing index
+    settings = _settings(args)  # and on a bad config; every replica gets these settings
     import ray
     from ray import serve
 
@@ -240,6 +257,7 @@ def cmd_serve(args) -> int:
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(
         build_app({"index_dir": str(Path(args.index).resolve()), "ingress_replicas": args.ingress_replicas,
+                   "settings": msgspec.to_builtins(settings),
                    "num_shards": args.shards, "generator": args.generator}),
         name="codeintel",
         route_prefix="/",
@@ -261,10 +279,11 @@ def cmd_serve(args) -> int:
 
 
 def cmd_ask(args) -> int:
-    import json
+    args.question = _query_arg(args.question)
     import time
 
     import httpx
+    from httpx_sse import EventSource, SSEError
 
     deadline = time.monotonic() + args.wait
     with httpx.Client(base_url=args.url, timeout=httpx.Timeout(120, connect=5)) as client:
@@ -286,12 +305,11 @@ def cmd_ask(args) -> int:
             if response.status_code != 200:
                 response.read()
                 raise InputError(f"server said {response.status_code}: {response.json().get('detail', response.text[:200])}")
-            event = None
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    data = json.loads(line[6:])
+            try:
+                for sse in EventSource(response).iter_sse():
+                    if not sse.data:  # nothing to print (e.g. a keep-alive event)
+                        continue
+                    event, data = sse.event, sse.json()
                     if event == "hit":
                         symbol = f"  {data['symbol']}" if data["symbol"] else ""
                         print(f"hit {data['n']}: {data['uri']}:{data['start_line']}-{data['end_line']}{symbol}", flush=True)
@@ -300,8 +318,12 @@ def cmd_ask(args) -> int:
                     elif event == "citation":
                         how = "draws on" if data.get("attributed") else "cites"  # attributed: matched after the fact
                         print(f"  -> {how} [{data['n']}] {data['uri']}:{data['start_line']}-{data['end_line']}", flush=True)
+                    elif event == "error":
+                        print(f"error: {data['message']}", file=sys.stderr, flush=True)
                     elif event == "done":
                         print(f"done: trace {data['trace_id']}, {data['hits']} hits, {data['ms']:.0f} ms ({data['mode']})", flush=True)
+            except SSEError as exc:  # a 200 that is not an event stream: --url points at something else
+                raise InputError(f"server at {args.url} did not answer with an event stream: {exc}") from None
     return 0
 
 

@@ -1,7 +1,8 @@
 """One exception hierarchy for the whole package.
 
 Everything a user can cause derives from :class:`InputError`; the CLI turns it into one line and
-exit code 2, the HTTP layer into an RFC 9457 problem. Anything else is a bug and may traceback.
+exit code 2, the HTTP layer into an RFC 9457 problem (:mod:`codeintel.service.problems` maps each
+class to its status). Anything else is a bug and may traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ __all__ = [
     "InputError",
     "IndexNotFoundError",
     "VersionGoneError",
+    "ReplicaLostError",
+    "RetrieversUnavailableError",
+    "Problem",
     "IndexFormatError",
     "ContractMismatchError",
     "ScopeError",
@@ -19,6 +23,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotIndexedError",
     "ServiceError",
+    "problem_of",
 ]
 
 
@@ -34,8 +39,19 @@ class IndexNotFoundError(InputError):
     """No published index version exists where one was expected."""
 
 
-class VersionGoneError(IndexNotFoundError):
-    """A query was pinned to an index version that has since been replaced and pruned (retry on the current one)."""
+class VersionGoneError(CodeIntelError):
+    """A query was pinned to an index version that has since been replaced and pruned.
+
+    An internal retry signal: the search pipeline re-runs once on the current version; only a
+    second loss in a row reaches a client (503)."""
+
+
+class ReplicaLostError(CodeIntelError):
+    """The process serving a call died under it. Read calls are idempotent, so the pipeline asks once more."""
+
+
+class RetrieversUnavailableError(CodeIntelError):
+    """Every first-stage retriever failed or timed out: there is nothing to rank (HTTP 503)."""
 
 
 class IndexFormatError(InputError):
@@ -75,6 +91,14 @@ class NotIndexedError(InputError):
     """The path names no file of the published index (HTTP 404): only indexed files are served."""
 
 
+class Problem(CodeIntelError):
+    """An HTTP-level failure with an RFC 9457 problem type, raised by the HTTP adapter itself."""
+
+    def __init__(self, status: int, title: str, detail: str, type_: str = "about:blank", **extra: object) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.type, self.extra = status, title, detail, type_, extra
+
+
 class ServiceError(CodeIntelError):
     """The codeintel HTTP service answered with a problem, or could not be reached (``status`` None).
 
@@ -84,3 +108,28 @@ class ServiceError(CodeIntelError):
     def __init__(self, detail: str, status: int | None = None, title: str | None = None) -> None:
         self.detail, self.status, self.title = detail, status, title
         super().__init__(f"{title} ({status}): {detail}" if status is not None else detail)
+
+
+def problem_of(exc: BaseException) -> tuple[int, str, str]:
+    """(HTTP status, title, problem slug) of an error: the one table the HTTP routes, the answer
+    stream's error events and the request metrics all read."""
+    if isinstance(exc, Problem):
+        return exc.status, exc.title, exc.type.rsplit("/", 1)[-1]
+    for kind, status, title, slug in _PROBLEMS:
+        if isinstance(exc, kind):
+            return status, title, slug
+    return 500, "Internal error", "internal"
+
+
+_PROBLEMS: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (RetrieversUnavailableError, 503, "Retrievers unavailable", "retrievers-unavailable"),
+    (VersionGoneError, 503, "Service unavailable", "unavailable"),
+    (ReplicaLostError, 503, "Service unavailable", "unavailable"),
+    (IndexNotFoundError, 503, "No index", "no-index"),
+    (ContractMismatchError, 503, "Index unusable", "index-unusable"),
+    (IndexFormatError, 503, "Index unusable", "index-unusable"),
+    (IndexLockedError, 409, "Index busy", "index-busy"),
+    (NotIndexedError, 404, "Not indexed", "not-indexed"),
+    (InputError, 400, "Bad request", "bad-request"),
+    (ModelUnavailableError, 503, "Model unavailable", "model-unavailable"),
+)

@@ -2,56 +2,82 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from ray.serve import Application
 
+from codeintel.config import Settings, load_settings
+from codeintel.errors import InputError
 from deployments.components import EmbedderDeployment, FaissShard, Generator, Hydrator, IndexWriter, LexicalRetriever, RerankerDeployment, ScopeStore
 from deployments.ingress import Ingress, IngressConfig
 
-__all__ = ["AppArgs", "build_app", "build_graph"]
+__all__ = ["AppArgs", "Backends", "bind_backends", "bind_ingress", "build_app", "build_graph"]
 
 
 class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The shape of the graph; how it behaves is ``settings`` (a TOML file at ``config``, or inline)."""
+
     index_dir: str
     num_shards: int = 1
     ingress_replicas: int = 1
     use_gpu: bool = False  # FAISS shards clone to GPU (and readiness expects them there)
-    retriever_timeout_s: float = 5.0
-    rerank_timeout_s: float = 15.0
     scope_backend: str = "memory"  # or redis://host:6379/0 (needs the redis extra)
     traces_dir: str | None = None  # where answer traces go (Parquet); None: next to the index
     generator: str = "extractive"  # or "llm": the bundled CPU model (falls back to extractive)
+    config: str | None = None  # a settings TOML file, read where the graph is built
+    settings: Settings | None = None  # inline settings (serve_config.yaml), instead of config
+
+    def resolved_settings(self) -> Settings:
+        if self.config and self.settings is not None:
+            raise InputError("give settings either as a config file or inline, not both")
+        return self.settings if self.settings is not None else load_settings(self.config)
 
 
-def build_graph(cfg: AppArgs, options: dict[str, dict[str, Any]] | None = None) -> Application:
-    """The deployment graph; ``options`` overrides ``.options(...)`` per deployment name (tests inject faults)."""
-    options = options or {}
+@dataclass(frozen=True)
+class Backends:
+    """Every deployment the ingress calls, bound; a test graph replaces some with its own."""
 
-    def opt(deployment, key: str, **defaults):
-        return deployment.options(**{**defaults, **options.get(key, {})})
+    embedder: Application
+    shards: list[Application]
+    lexical: Application
+    hydrator: Application
+    reranker: Application
+    scopes: Application
+    generator: Application
+    writer: Application
 
-    shards = [
-        opt(FaissShard, f"FaissShard{i}", name=f"FaissShard{i}", ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0}).bind(
-            cfg.index_dir, i, cfg.num_shards, cfg.use_gpu or None
-        )
-        for i in range(cfg.num_shards)
-    ]
-    traces = cfg.traces_dir or str(Path(cfg.index_dir).resolve().parent / (Path(cfg.index_dir).name + "-traces"))
-    config = IngressConfig(index_dir=cfg.index_dir, traces_dir=traces, retriever_timeout_s=cfg.retriever_timeout_s, rerank_timeout_s=cfg.rerank_timeout_s, expect_gpu=cfg.use_gpu)
-    return opt(Ingress, "Ingress", num_replicas=cfg.ingress_replicas).bind(
-        opt(EmbedderDeployment, "Embedder").bind(),
-        shards,
-        opt(LexicalRetriever, "LexicalRetriever").bind(cfg.index_dir),
-        opt(Hydrator, "Hydrator").bind(cfg.index_dir),
-        opt(RerankerDeployment, "Reranker").bind(),
-        opt(ScopeStore, "ScopeStore").bind(cfg.scope_backend),
-        opt(Generator, "Generator").bind(cfg.generator),
-        msgspec.to_builtins(config),
-        writer=opt(IndexWriter, "IndexWriter").bind(cfg.index_dir),
+
+def bind_backends(cfg: AppArgs, settings: Settings) -> Backends:
+    index = cfg.index_dir
+    return Backends(
+        embedder=EmbedderDeployment.bind(settings),
+        shards=[
+            FaissShard.options(name=f"FaissShard{i}", ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0})
+            .bind(index, i, cfg.num_shards, cfg.use_gpu or None, settings)
+            for i in range(cfg.num_shards)
+        ],
+        lexical=LexicalRetriever.bind(index, settings),
+        hydrator=Hydrator.bind(index, settings),
+        reranker=RerankerDeployment.bind(settings),
+        scopes=ScopeStore.bind(cfg.scope_backend, settings),
+        generator=Generator.bind(cfg.generator),
+        writer=IndexWriter.bind(index, settings),
     )
+
+
+def bind_ingress(cfg: AppArgs, settings: Settings, backends: Backends) -> Application:
+    index = Path(cfg.index_dir)
+    traces = cfg.traces_dir or str(index.resolve().parent / (index.name + "-traces"))
+    config = IngressConfig(index_dir=cfg.index_dir, traces_dir=traces, expect_gpu=cfg.use_gpu)
+    parts = {f.name: getattr(backends, f.name) for f in fields(backends)}
+    return Ingress.options(num_replicas=cfg.ingress_replicas).bind(**parts, config=config, settings=settings)
+
+
+def build_graph(cfg: AppArgs) -> Application:
+    settings = cfg.resolved_settings()
+    return bind_ingress(cfg, settings, bind_backends(cfg, settings))
 
 
 def build_app(args: dict) -> Application:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -141,36 +144,67 @@ def pytest_collection_modifyitems(config, items):
 
 # -- the Serve app, once per session (tests/test_serve.py and every HTTP-level test) ----------------
 PORT = int(os.environ.get("CODEINTEL_TEST_PORT", "18765"))  # concurrent sessions pick their own
-FAULT_LEXICAL = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_LEXICAL": "1"}}}}
 SERVE_STATE: dict = {}
-FAULT_DIM = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": {"CODEINTEL_FAULT_FAISS_DIM": "768"}}}}
 
 
 @pytest.fixture(scope="session")
 def serve_url(tmp_path_factory, real_embedder):
-    """The real Serve graph on a local Ray, started once per test session; apps: main, faulty (+ LLM), mismatch."""
+    """The real Serve graph on a local Ray, started once per test session. Apps: main (2 ingress
+    replicas), faulty (a failing BM25 bound in, and the real CPU LLM generating: cancellation is
+    observable there) and mismatch (a shard reporting another dimension)."""
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
-    from ray import serve
+    from ray import cloudpickle, serve
 
+    import faults
+    from codeintel.config import SearchSettings, Settings
     from codeintel.indexing.pipeline import Indexer
-    from deployments.app import AppArgs, build_graph
+    from deployments.app import AppArgs, bind_backends, bind_ingress, build_graph
 
+    cloudpickle.register_pickle_by_value(faults)
     root = tmp_path_factory.mktemp("serve")
     repo = write_tree(root / "repo", SMALL_REPO)
     Indexer(embedder=real_embedder).run(repo, root / "idx")
-    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=12, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-        cfg = AppArgs(index_dir=str(root / "idx"), ingress_replicas=2, retriever_timeout_s=10)
+        settings = Settings(search=SearchSettings(retriever_timeout_s=10))
+        cfg = AppArgs(index_dir=str(root / "idx"), ingress_replicas=2, settings=settings)
         serve.run(build_graph(cfg), name="main", route_prefix="/")
-        # faulty: lexical retriever broken, and the real CPU LLM generating (cancellation is observable there)
         faulty = msgspec.structs.replace(cfg, ingress_replicas=1, generator="llm")
-        serve.run(build_graph(faulty, {"LexicalRetriever": FAULT_LEXICAL}), name="faulty", route_prefix="/faulty")
-        serve.run(build_graph(msgspec.structs.replace(cfg, ingress_replicas=1), {"FaissShard0": FAULT_DIM}), name="mismatch", route_prefix="/mismatch")
-        SERVE_STATE.update(repo=repo, index=root / "idx", traces=root / "idx-traces")  # traces: build_app's default, next to the index
+        backends = dataclasses.replace(bind_backends(faulty, settings), lexical=faults.FailingLexical.bind())
+        serve.run(bind_ingress(faulty, settings, backends), name="faulty", route_prefix="/faulty")
+        single = msgspec.structs.replace(cfg, ingress_replicas=1)
+        backends = dataclasses.replace(bind_backends(single, settings), shards=[faults.WrongDimShard.bind(single.index_dir, 0, 1, None, settings)])
+        serve.run(bind_ingress(single, settings, backends), name="mismatch", route_prefix="/mismatch")
+        SERVE_STATE.update(repo=repo, index=root / "idx", traces=root / "idx-traces", args=cfg)  # traces: next to the index
         yield f"http://127.0.0.1:{PORT}"
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server for the session (skips where none is installed; .ci/run installs it)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    import redis
+
+    port = int(os.environ.get("CODEINTEL_TEST_REDIS_PORT", "16379"))
+    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait()

@@ -13,9 +13,10 @@ from codeintel.cli import main
 from conftest import write_tree
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "codeintel.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "codeintel.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+                          input=input)
 
 
 @pytest.mark.parametrize(
@@ -72,6 +73,19 @@ def test_index_search_status_end_to_end(small_repo, tmp_path):
     hits = json.loads(scoped.stdout)["hits"]
     assert hits and {h["uri"] for h in hits} == {"web/main.js"}
 
+    # "-" reads the query from stdin: a pasted issue with a whole log, past what one argv string may hold
+    issue = (
+        "HttpClient.send_request raises ConnectionError instead of retrying\n\nWith retries=3 the request fails at once.\n"
+        + "".join(f"2024-05-01 10:00:{i % 60:02d} DEBUG 再試行ループの記録 再試行ループの記録 worker-{i} tick {i}\n" for i in range(1400))
+        + 'Traceback (most recent call last):\n  File "app/http_client.py", line 12, in send_request\n    raise ConnectionError(url)\n'
+        + "ConnectionError: http://example.invalid/api\n"
+    )
+    assert 20_000 < len(issue) <= 100_000 and len(issue.encode()) > 128 * 1024
+    piped = run_cli("search", "-", "--index", str(index), "-k", "3", "--json", input=issue)
+    assert piped.returncode == 0, piped.stderr
+    result = json.loads(piped.stdout)
+    assert result["query"] == issue.strip() and result["hits"][0]["uri"] == "app/http_client.py"
+
     bad = run_cli("search", "x", "--index", str(index), "--include", "src/[oops")
     assert bad.returncode == 2 and "malformed glob" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -110,3 +124,53 @@ def test_ask_waits_on_a_proxy_that_answers_plain_text_and_fails_in_one_line(caps
         server.shutdown()
     err = capsys.readouterr().err
     assert code == 2 and "not ready: 404 Path '/readyz' not found" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["search", "ask"])
+@pytest.mark.parametrize("stdin, message", [("  \n\t", "is empty"), (b"\xff\xfe\xfa not utf-8", "not UTF-8 text")])
+def test_a_query_from_stdin_that_is_empty_or_not_text_is_one_line_and_exit_2(command, stdin, message, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin if isinstance(stdin, bytes) else stdin.encode())))
+    extra = ["--index", "/definitely/missing"] if command == "search" else ["--url", "http://127.0.0.1:9"]
+    assert main([command, "-", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_ask_reads_the_question_from_stdin(monkeypatch, capsys):
+    import io
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict] = []
+
+    class Server(BaseHTTPRequestHandler):
+        def _reply(self, status: int, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._reply(200, {"status": "ready"})
+
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self._reply(400, {"detail": "seen"})
+
+        def log_message(self, *args):
+            pass
+
+    question = "Why does the retry loop give up?\n" + "log line with ünïcode\n" * 6000  # ~130k UTF-8 bytes
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(question.encode())))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = main(["ask", "-", "--url", f"http://127.0.0.1:{server.server_port}"])
+    finally:
+        server.shutdown()
+    assert code == 2 and "server said 400: seen" in capsys.readouterr().err
+    assert bodies and bodies[0]["query"] == question

@@ -111,4 +111,4 @@ def test_failures_become_error_events():
         raise RuntimeError("index went away")
 
     events = collect(AnswerOrchestrator(broken, extractive, "extractive"), AnswerRequest(SearchRequest(query="q")))
-    assert events == [("error", {"message": "RuntimeError: index went away"})]
+    assert events == [("error", {"message": "RuntimeError: index went away", "status": 500})]

@@ -65,7 +65,7 @@ def test_incremental_reindex_touches_only_changed_files(small_repo, tmp_path, em
         assert "web/main.js" not in uris
         assert searcher.search("brand_new_feature", k=1, mode="hybrid").hits[0].uri == "app/new_module.py"
         assert searcher.search("tomllib load settings", k=1, mode="dense").hits[0].uri == "app/config.py"
-        assert searcher.dense.manifest.secondary_count == report.new_chunks
+        assert searcher.dense_index.manifest.secondary_count == report.new_chunks
         catalog_uris = {r.uri for r in searcher.catalog.query_by_ids(searcher.catalog.ids_in_scope(searcher_scope()))}
         assert "web/main.js" not in catalog_uris and "app/new_module.py" in catalog_uris
     finally:

@@ -1,13 +1,9 @@
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-
 import pytest
 
 from codeintel.errors import ScopeError
-from codeintel.service.scopes import RedisScopeRegistry, ScopeCache, ScopeRegistry, create_registry
+from codeintel.service.scopes import RedisScopeRegistry, ScopeRegistry, create_registry
 from codeintel.storage.scope import Scope
 
 
@@ -41,6 +37,44 @@ def test_lru_bound_evicts_least_recently_used():
     assert registry.get("b") is None and registry.get("a") is not None and registry.get("c") is not None
 
 
+def test_lru_bound_and_sliding_expiry_with_a_fake_clock():
+    clock = Clock()
+    registry = ScopeRegistry(ttl_s=10, max_sessions=2, clock=clock)
+    assert (registry.ttl_s, registry.max_sessions) == (10, 2)
+    registry.put("a", Scope(languages=("python",)))
+    clock.now = 5
+    registry.put("b", Scope())
+    clock.now = 8
+    assert registry.get("a") is not None  # a: most recently used, expires at 18; b expires at 15
+    registry.put("c", Scope())  # full: b, the least recently used, goes although a is older
+    assert len(registry) == 2 and registry.get("b") is None
+    clock.now = 17.9
+    assert registry.get("a") is not None  # slid to 27.9
+    clock.now = 18.5
+    assert registry.get("c") is None and len(registry) == 1  # c was never read again: expired at 18
+    assert registry.delete("a") is True and len(registry) == 0
+    registry.put("d", Scope())
+    clock.now = 40
+    assert registry.delete("d") is False and len(registry) == 0  # an expired scope is gone already
+    assert (registry.hits, registry.misses) == (2, 2)
+
+
+def test_expired_entries_do_not_take_lru_slots():
+    clock = Clock()
+    registry = ScopeRegistry(ttl_s=10, max_sessions=2, clock=clock)
+    registry.put("a", Scope())
+    clock.now = 5
+    registry.put("b", Scope())
+    clock.now = 11  # a expired
+    registry.put("c", Scope())
+    assert registry.get("b") is not None and registry.get("c") is not None and registry.get("a") is None
+
+
+def test_a_registry_holds_at_least_one_session():
+    with pytest.raises(ValueError, match="max_sessions must be at least 1"):
+        ScopeRegistry(max_sessions=0)
+
+
 def test_invalid_scopes_are_rejected_and_delete_reports():
     registry = ScopeRegistry()
     with pytest.raises(ScopeError):
@@ -50,41 +84,11 @@ def test_invalid_scopes_are_rejected_and_delete_reports():
     assert registry.delete("a") is True
 
 
-def test_local_cache_expires_quickly():
-    clock = Clock()
-    cache = ScopeCache(ttl_s=1.0, clock=clock)
-    assert cache.get("s") == (False, None)
-    cache.put("s", None)
-    assert cache.get("s") == (True, None)
-    clock.now = 2
-    assert cache.get("s") == (False, None)
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (.ci/run installs it)")
-    port = 16379
-    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait()
-
-
 def test_redis_registry_behaves_like_memory(redis_url):
     registry = create_registry(redis_url, ttl_s=60, max_sessions=2)
     assert isinstance(registry, RedisScopeRegistry)
+    registry.client.flushdb()  # the server is the session's: start from an empty registry
+    registry.check()
     scope = Scope(include=("src/**",), languages=("python",))
     registry.put("a", scope)
     assert registry.get("a") == scope

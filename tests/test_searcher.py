@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from codeintel.config import SearchSettings, Settings
 from codeintel.errors import InputError, ScopeError
 from codeintel.indexing.pipeline import Indexer
 from codeintel.rerank import OnnxCrossEncoder
+from codeintel.retrieval.query import MAX_QUERY_CHARS
 from codeintel.retrieval.searcher import Searcher
 from codeintel.storage.scope import Scope
 
@@ -58,7 +60,8 @@ def test_scope_applies_before_ranking_so_k_hits_come_back(corpus):
 def test_reranker_changes_the_order(tmp_path, real_embedder):
     Indexer(embedder=real_embedder).run(write_tree(tmp_path / "repo", corpus_files()), tmp_path / "idx")
     query = "how do I parse an ISO 8601 date"
-    searcher = Searcher(tmp_path / "idx", embedder=real_embedder, reranker=OnnxCrossEncoder(), rerank_weight=5.0)
+    searcher = Searcher(tmp_path / "idx", embedder=real_embedder, reranker=OnnxCrossEncoder(),
+                        settings=Settings(search=SearchSettings(rerank_weight=5.0)))
     try:
         hybrid = searcher.search(query, k=2, mode="hybrid")
         reranked = searcher.search(query, k=2, mode="hybrid+rerank")  # weight 5: the cross-encoder decides
@@ -99,7 +102,7 @@ def test_bug_reports_prefer_source_over_tests(corpus):
     "kwargs, error",
     [
         ({"query": ""}, InputError),
-        ({"query": "x" * 20_001}, InputError),
+        ({"query": "x" * (MAX_QUERY_CHARS + 1)}, InputError),
         ({"query": "x", "k": 0}, InputError),
         ({"query": "x", "k": 10_000}, InputError),
         ({"query": "x", "mode": "magic"}, InputError),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 import pytest
 
+from codeintel.retrieval.query import MAX_QUERY_CHARS
 from conftest import SERVE_STATE as STATE, SMALL_REPO
+from helpers_sse import iter_sse_events, sse_events
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +31,9 @@ def test_search_returns_correct_hits_with_timings(client):
 
 
 def test_answer_streams_server_sent_events(client):
-    events = []
     with client.stream("POST", "/v1/answer", json={"query": "how is logging configured", "k": 3}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        for block in r.iter_text():
-            events.append(block)
-    text = "".join(events)
-    parsed = [(b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: "))) for b in text.strip().split("\n\n")]
+        parsed = sse_events(r)
     kinds = [k for k, _ in parsed]
     assert kinds[0] == "hit" and kinds[-1] == "done" and "token" in kinds and "citation" in kinds
     citation = next(d for k, d in parsed if k == "citation")
@@ -56,17 +53,54 @@ def test_answer_streams_server_sent_events(client):
     assert row["query"] == "how is logging configured" and row["model_id"] == "extractive" and row["tokens_out"] >= 1
 
 
-def test_session_scope_is_shared_across_ingress_replicas(client):
-    headers = {"X-Session-ID": "session-1"}
-    assert client.put("/v1/scope", json={"languages": ["javascript"]}, headers=headers).status_code == 200
-    for _ in range(8):  # two ingress replicas: requests land on both
-        hits = client.post("/v1/search", json={"query": "renderPage configure_logging", "k": 3, "mode": "bm25"}, headers=headers).json()["hits"]
-        assert hits and {h["uri"] for h in hits} == {"web/main.js"}
+def flip_scopes(client, prefix: str, session: str, flips: int = 40) -> list[str]:
+    """Set, change and clear a session's scope ``flips`` times, searching right after each: the
+    searches that did not honour the scope just written."""
+    headers = {"X-Session-ID": session}
+    body = {"query": "renderPage configure_logging", "k": 5, "mode": "bm25"}
+    stale = []
+    for n in range(flips):
+        want = ("python", "javascript", None)[n % 3]
+        if want is None:
+            assert client.delete(f"{prefix}/v1/scope", headers=headers).status_code == 204
+        else:
+            assert client.put(f"{prefix}/v1/scope", json={"languages": [want]}, headers=headers).status_code == 200
+        r = client.post(f"{prefix}/v1/search", json=body, headers=headers)
+        assert r.status_code == 200, r.text
+        langs = {h["lang"] for h in r.json()["hits"]}
+        if langs != ({want} if want else {"python", "javascript"}):
+            stale.append(f"flip {n}: wanted {want or 'no scope'}, got {sorted(langs)}")
+    return stale
+
+
+def test_a_scope_written_through_any_replica_applies_to_the_next_request(client):
+    """Two ingress replicas: every search right after a scope change honours it (no replica-local copy)."""
+    assert flip_scopes(client, "", "flipper") == []
+    headers = {"X-Session-ID": "flipper"}
+    client.put("/v1/scope", json={"languages": ["javascript"]}, headers=headers)
     assert client.get("/v1/scope", headers=headers).json()["scope"]["languages"] == ["javascript"]
-    assert client.delete("/v1/scope", headers=headers).status_code == 204
-    time.sleep(1.1)  # replica-local scope cache
-    hits = client.post("/v1/search", json={"query": "renderPage configure_logging", "k": 5, "mode": "bm25"}, headers=headers).json()["hits"]
-    assert "app/logging_setup.py" in {h["uri"] for h in hits}
+    explicit = client.post("/v1/search", json={"query": "configure_logging", "k": 3, "mode": "bm25", "scope": {}}, headers=headers).json()
+    assert explicit["hits"][0]["uri"] == "app/logging_setup.py" and explicit["scope"] == {"include": [], "exclude": [], "languages": []}
+
+
+@pytest.fixture(scope="module")
+def redis_app(serve_url, redis_url):
+    """The main graph again with its session scopes on a real redis-server (2 ingress replicas)."""
+    import msgspec
+    from ray import serve
+
+    from deployments.app import build_graph
+
+    serve.run(build_graph(msgspec.structs.replace(STATE["args"], scope_backend=redis_url)), name="redis", route_prefix="/redis")
+    try:
+        yield "/redis"
+    finally:
+        serve.delete("redis")
+
+
+def test_redis_scopes_read_their_own_writes_across_replicas(client, redis_app):
+    assert client.get(f"{redis_app}/readyz").json()["checks"]["scope_store"]["ok"]
+    assert flip_scopes(client, redis_app, "redis-flipper") == []
 
 
 @pytest.mark.parametrize(
@@ -74,7 +108,7 @@ def test_session_scope_is_shared_across_ingress_replicas(client):
     [
         ("post", "/v1/search", {"json": {"query": "x", "k": 0}}, 422, "k"),
         ("post", "/v1/search", {"json": {"query": "x", "colour": "red"}}, 422, "colour: unknown field"),
-        ("post", "/v1/search", {"json": {"query": "x" * 20_001}}, 422, "query"),
+        ("post", "/v1/search", {"json": {"query": "x" * (MAX_QUERY_CHARS + 1)}}, 422, "query"),
         ("post", "/v1/search", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, ""),
         ("post", "/v1/search", {"json": {"query": "x", "scope": {"languages": ["klingon"]}}}, 400, "klingon"),
         ("post", "/v1/search", {"json": {"query": "x", "scope": {"include": ["src/[oops"]}}}, 400, "malformed glob"),
@@ -114,17 +148,6 @@ def test_failing_retriever_degrades_but_answers(client):
     assert body["skipped_retrievers"]["bm25"].startswith("error") and body["hits"][0]["uri"] == "app/config.py"
 
 
-def sse_events(response) -> list[tuple[str, dict]]:
-    events, block = [], []
-    for line in response.iter_lines():
-        if line:
-            block.append(line)
-        elif block:
-            events.append((block[0].removeprefix("event: "), json.loads(block[1].removeprefix("data: "))))
-            block = []
-    return events
-
-
 def wait_for_trace(predicate, timeout_s: float = 20.0) -> dict:
     from codeintel.answer.traces import read_traces
 
@@ -162,8 +185,8 @@ def test_client_disconnect_stops_generation_upstream(client):
     before = streams()
     body = {"query": "explain every function in the repository in detail", "k": 5, "mode": "dense"}
     with client.stream("POST", "/faulty/v1/answer", json=body) as r:
-        for line in r.iter_lines():
-            if line == "event: token":
+        for event, _ in iter_sse_events(r):
+            if event == "token":
                 break  # leave after the first token: the connection closes here
     deadline = time.time() + 30
     while time.time() < deadline and not (streams()["active"] == 0 and streams()["stopped"] > before["stopped"]):
@@ -271,7 +294,7 @@ def test_reindex_while_serving_swaps_versions_without_failing_or_mixing(client, 
     for t in threads:
         t.start()
     try:
-        assert client.post("/v1/reindex", json={"path": "/etc"}).status_code == 400
+        assert client.post("/v1/reindex", json={"path": "app"}).status_code == 422  # a whole-repository reindex only
         r = client.post("/v1/reindex", json={})
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]

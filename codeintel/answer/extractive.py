@@ -46,3 +46,7 @@ class ExtractiveEngine:
             snippet = "\n".join(p.text.split("\n")[: self.lines])
             label = f"[{p.n}] {p.uri}:{p.start_line}-{p.end_line}" + (f" ({p.symbol})" if p.symbol else "")
             yield f"{label}\n```\n{snippet}\n```\n"
+
+    def check(self) -> None:
+        if not list(self.generate("health", [Passage(1, "x", 1, 1, "", "x")])):
+            raise RuntimeError("extractive engine produced nothing")

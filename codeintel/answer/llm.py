@@ -14,8 +14,9 @@ import json
 import os
 import queue
 import threading
+import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import msgspec
 
@@ -118,6 +119,7 @@ class LlamaEngine:
         self._server = None
         self._tokenizer = None
         self._lock = threading.Lock()  # one generation at a time per replica (n_parallel = 1)
+        self._progress = time.monotonic()  # when the model last produced a token (or finished)
         self.params = {"temperature": temperature, "max_new_tokens": spec.max_new_tokens,
                        "context_window": spec.context_window, "threads": self.threads}
 
@@ -140,6 +142,25 @@ class LlamaEngine:
             self._load()
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
+    def _complete(self, messages: list[dict], max_tokens: int, on_text: Callable[[str], bool]) -> None:
+        """One streamed chat completion, the caller holding ``_lock``; ``on_text`` returns True to stop it."""
+        stop = False
+
+        def on_chunk(chunk) -> bool:
+            nonlocal stop
+            if isinstance(chunk, (str, bytes)):
+                chunk = json.loads(chunk)
+            for choice in chunk.get("choices", []):
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    self._progress = time.monotonic()
+                    stop = on_text(text) or stop
+            return stop  # True stops this generation
+
+        self._server.handle_chat_completions(
+            {"messages": messages, "stream": True, "max_tokens": max_tokens, "temperature": self.temperature}, on_chunk
+        )
+
     def chat(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         """Content deltas of a streamed chat completion; closing the iterator stops the model."""
         if self._server is None:
@@ -147,21 +168,14 @@ class LlamaEngine:
         deltas: queue.Queue[str | None | BaseException] = queue.Queue()
         cancel = threading.Event()
 
-        def on_chunk(chunk) -> bool:
-            if isinstance(chunk, (str, bytes)):
-                chunk = json.loads(chunk)
-            for choice in chunk.get("choices", []):
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    deltas.put(text)
-            return cancel.is_set()  # True stops this generation
+        def on_text(text: str) -> bool:
+            deltas.put(text)
+            return cancel.is_set()
 
         def work() -> None:
             try:
                 with self._lock:
-                    self._server.handle_chat_completions(
-                        {"messages": messages, "stream": True, "max_tokens": max_tokens, "temperature": self.temperature}, on_chunk
-                    )
+                    self._complete(messages, max_tokens, on_text)
             except BaseException as exc:  # surfaced to the consumer
                 deltas.put(exc)
             finally:
@@ -177,6 +191,23 @@ class LlamaEngine:
         finally:
             cancel.set()
             worker.join(timeout=30)
+
+    def check(self, stall_s: float = 120.0) -> None:
+        """Idle: the model must produce a token. Busy with an answer: that answer must have made
+        progress within ``stall_s``, so a health check never queues behind a generation."""
+        if self._server is None:
+            self._load()
+        if not self._lock.acquire(blocking=False):
+            if time.monotonic() - self._progress > stall_s:
+                raise RuntimeError(f"generation made no progress for {stall_s:g} s")
+            return
+        try:
+            tokens: list[str] = []
+            self._complete([{"role": "user", "content": "Say OK."}], 1, lambda text: tokens.append(text) or True)
+        finally:
+            self._lock.release()
+        if not tokens:
+            raise RuntimeError("the model produced no token for a health probe")
 
     def generate(self, question: str, passages: Sequence[Passage], usage: dict | None = None) -> Iterator[str]:
         """Text deltas; ``usage`` (per call) receives ``tokens_in``, the fitted prompt's length."""

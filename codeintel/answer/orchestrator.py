@@ -18,7 +18,9 @@ import msgspec
 from codeintel.answer.citations import CitationTracker, attribute
 from codeintel.answer.extractive import Passage
 from codeintel.answer.traces import AnswerTrace, TraceWriter, now
+from codeintel.errors import problem_of
 from codeintel.retrieval.plan import SearchRequest, SearchResult
+from codeintel.storage.scope import Scope
 
 __all__ = ["AnswerRequest", "AnswerOrchestrator"]
 
@@ -30,8 +32,7 @@ _GRACE_S = 2.0
 
 
 class AnswerRequest(msgspec.Struct, frozen=True):
-    search: SearchRequest
-    session_id: str | None = None
+    search: SearchRequest  # its session_id, if any, is the answer's session
     retrieval_budget_s: float = 20.0
     generation_budget_s: float = 120.0
 
@@ -44,7 +45,9 @@ class AnswerOrchestrator:
         self.traces = traces
 
     async def stream(self, request: AnswerRequest) -> AsyncIterator[tuple[str, dict]]:
-        """(event, data) pairs: hit*, token*, citation*, error?, done. Never buffers the answer."""
+        """(event, data) pairs: hit*, token*, citation*, error?, done. Never buffers the answer.
+
+        An error event carries the HTTP status the failure would have had as a plain request."""
         trace_id = uuid.uuid4().hex
         started_at, t0 = now(), time.perf_counter()
         result: SearchResult | None = None
@@ -62,7 +65,7 @@ class AnswerOrchestrator:
                                                 request.retrieval_budget_s + _GRACE_S)
             except asyncio.TimeoutError:
                 error = f"retrieval exceeded its budget of {request.retrieval_budget_s} s"
-                yield "error", {"message": error}
+                yield "error", {"message": error, "status": 504}
                 return
             fallbacks = sorted(result.skipped_retrievers)
             passages = [Passage(n, h.uri, h.start_line, h.end_line, h.symbol, h.text) for n, h in enumerate(result.hits, 1)]
@@ -113,17 +116,17 @@ class AnswerOrchestrator:
             raise
         except Exception as exc:  # reported to the client and the trace, never a half-open stream
             error = f"{type(exc).__name__}: {exc}"
-            yield "error", {"message": error}
+            yield "error", {"message": error, "status": problem_of(exc)[0]}
         finally:
             if self.traces is not None:
                 self.traces.write(self._trace(trace_id, request, result, fallbacks, error, tokens_out, usage, ttft_ms, started_at, t0))
 
     def _trace(self, trace_id, request, result, fallbacks, error, tokens_out, usage, ttft_ms, started_at, t0) -> AnswerTrace:
         seconds = time.perf_counter() - t0
-        scope = request.search.scope
+        scope = result.scope if result else (request.search.scope or Scope())
         return AnswerTrace(
             trace_id=trace_id,
-            session_id=request.session_id,
+            session_id=request.search.session_id,
             query=request.search.query,
             scope=msgspec.to_builtins(scope),
             budgets={"retrieval_s": request.retrieval_budget_s, "generation_s": request.generation_budget_s},

@@ -15,6 +15,7 @@ import pathspec
 
 from codeintel.config import WalkSettings
 from codeintel.errors import InputError
+from codeintel.globs import GlobError, glob_spec
 from codeintel.indexing.languages import language_for, unindexable_kind
 from codeintel.text import is_utf8, printable
 
@@ -97,28 +98,17 @@ def repo_info(root: str | os.PathLike[str]) -> RepoInfo:
     return RepoInfo(name=name, root=path, commit=commit)
 
 
-def _valid_pattern(line: str) -> bool:
-    try:
-        pathspec.GitIgnoreSpec.from_lines([line])
-    except (ValueError, re.error):  # '!' alone, a bad range such as '[z-a]'
-        return False
-    return True
-
-
 def _spec(lines: list[str]) -> pathspec.PathSpec:
     """A .gitignore's patterns; one that cannot be parsed is dropped, as git ignores it."""
-    try:
-        return pathspec.GitIgnoreSpec.from_lines(lines)
-    except (ValueError, re.error):
-        return pathspec.GitIgnoreSpec.from_lines([line for line in lines if _valid_pattern(line)])
+    return glob_spec(lines, drop_malformed=True)
 
 
 def _exclude_spec(settings: WalkSettings) -> pathspec.PathSpec:
-    patterns = [*settings.exclude, *settings.extra_exclude]
-    bad = [p for p in patterns if not _valid_pattern(p)]
-    if bad:
-        raise InputError(f"malformed exclude pattern {bad[0]!r}")
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
+    """Configured and --exclude patterns, by the engine search scopes use, so a glob means the same in both."""
+    try:
+        return glob_spec([*settings.exclude, *settings.extra_exclude])
+    except GlobError as exc:
+        raise InputError(f"malformed exclude pattern {exc.pattern!r}: {exc.reason}") from None
 
 
 @dataclass

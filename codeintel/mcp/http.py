@@ -7,11 +7,11 @@ plain-text error) and everything the network can do (refused, timed out) reaches
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
 from codeintel.errors import ServiceError
 
@@ -78,13 +78,10 @@ class CodeIntelClient:
                 if response.status_code != 200:
                     await response.aread()
                     raise self._problem(response)
-                event = "message"
-                async for line in response.aiter_lines():
-                    if line.startswith("event: "):
-                        event = line[7:].strip()
-                    elif line.startswith("data: "):
-                        yield event, json.loads(line[6:])
-        except httpx.HTTPError as exc:
+                async for sse in EventSource(response).aiter_sse():
+                    if sse.data:
+                        yield sse.event, sse.json()
+        except httpx.HTTPError as exc:  # SSEError (a 200 that is not an event stream) is one too
             raise self._unreachable(exc) from None
 
     async def put_scope(self, scope: dict, session: str) -> dict:
@@ -116,8 +113,8 @@ class CodeIntelClient:
     async def file(self, uri: str, start_line: int, end_line: int | None) -> dict:
         return (await self._call("POST", "/v1/file", body={"uri": uri, "start_line": start_line, "end_line": end_line})).json()
 
-    async def start_reindex(self, path: str | None) -> dict:
-        return (await self._call("POST", "/v1/reindex", body={"path": path}, ok=(200, 202))).json()
+    async def start_reindex(self, rebuild: bool = False) -> dict:
+        return (await self._call("POST", "/v1/reindex", body={"rebuild": rebuild}, ok=(200, 202))).json()
 
     async def reindex_job(self, job_id: str) -> dict:
         return (await self._call("GET", f"/v1/reindex/{job_id}")).json()

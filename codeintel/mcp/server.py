@@ -24,12 +24,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
+from codeintel.config import Mode
 from codeintel.errors import CodeIntelError, InputError, ServiceError
 from codeintel.indexing.languages import KNOWN_LANGUAGES
 from codeintel.mcp.http import DEFAULT_URL, CodeIntelClient
 from codeintel.mcp.render import render_chunks, render_hits, render_lines
 from codeintel.mcp.sessions import SessionIds
 from codeintel.mcp.strict import StrictMCPServer, strict_tool
+from codeintel.retrieval.query import MAX_QUERY_CHARS
 
 __all__ = ["build_server", "serve", "TOOL_NAMES"]
 
@@ -43,7 +45,6 @@ Typical flow: search_code to find where something lives; get_chunk or read_file 
 hit; answer for an explanation with cited sources. set_scope restricts every later search and \
 answer in this session to some paths or languages; index_status says what is indexed and how fresh."""
 
-Mode = Literal["dense", "bm25", "hybrid", "hybrid+rerank"]
 Language = Literal[tuple(sorted(KNOWN_LANGUAGES))]  # type: ignore[valid-type]
 
 _GLOBS = ("Glob semantics: `**` crosses directories, `*` does not; a pattern without `/` matches file names at "
@@ -125,7 +126,7 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
     # -- search and answers -------------------------------------------------------------------
     async def search_code(
         ctx: Context,
-        query: Annotated[str, Field(min_length=1, max_length=20_000, description="What to find: a question in plain words, identifiers, an error message or a pasted traceback.")],
+        query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What to find: a question in plain words, identifiers, an error message or a pasted traceback.")],
         k: Annotated[int, Field(ge=1, le=50, description="Number of hits (default 10).")] = 10,
         include: Include = [],
         exclude: Exclude = [],
@@ -156,7 +157,7 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
 
     async def answer(
         ctx: Context,
-        question: Annotated[str, Field(min_length=1, max_length=20_000, description="The question about the indexed code, in plain words.")],
+        question: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The question about the indexed code, in plain words.")],
         k: Annotated[int, Field(ge=1, le=20, description="Passages retrieved as sources (default 5).")] = 5,
         include: Include = [],
         exclude: Exclude = [],
@@ -302,13 +303,11 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
 
     async def reindex(
         ctx: Context,
-        path: Annotated[str | None, Field(max_length=4096, description="The indexed repository's root (or a folder inside it) on the server's machine; omit for the whole indexed repository. A relative path is taken relative to this MCP server's working directory.")] = None,
+        rebuild: Annotated[bool, Field(description="Ignore the previous index version and build from scratch (recovers a damaged index); slower.")] = False,
     ) -> CallToolResult:
-        if path is not None and not os.path.isabs(path):
-            path = str(Path(path).resolve())
         progress = _Progress(ctx)
         try:
-            job = await client.start_reindex(path)
+            job = await client.start_reindex(rebuild)
         except ServiceError as exc:
             if exc.status in (404, 405) and exc.detail in ("Not Found", "Method Not Allowed"):
                 raise ServiceError("this codeintel server has no reindex endpoint (POST /v1/reindex); "

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 
+from cachetools import LRUCache
 from mcp.server.mcpserver import Context
 
 __all__ = ["SessionIds"]
@@ -19,8 +19,7 @@ class SessionIds:
 
     def __init__(self, max_sessions: int = 10_000) -> None:
         self.process = f"mcp-{uuid.uuid4().hex}"
-        self._by_transport: OrderedDict[str, str] = OrderedDict()
-        self._max = max_sessions
+        self._by_transport: LRUCache[str, str] = LRUCache(maxsize=max_sessions)  # past the bound the least recently used goes
 
     def for_context(self, ctx: Context) -> str:
         try:
@@ -30,8 +29,7 @@ class SessionIds:
         transport_id = headers.get("mcp-session-id") if headers else None
         if not transport_id:
             return self.process
-        session = self._by_transport.pop(transport_id, None) or f"mcp-{uuid.uuid4().hex}"
-        self._by_transport[transport_id] = session
-        while len(self._by_transport) > self._max:
-            self._by_transport.popitem(last=False)
+        session = self._by_transport.get(transport_id)  # a hit refreshes its recency
+        if session is None:
+            session = self._by_transport[transport_id] = f"mcp-{uuid.uuid4().hex}"
         return session

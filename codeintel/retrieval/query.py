@@ -3,8 +3,17 @@
 Questions and identifiers pass through. Long texts (a pasted GitHub issue with code and a
 traceback) are condensed for BM25: Lucene caps a query at 1024 clauses and a long bag of common
 words drowns the few distinctive ones, so the lexical query keeps file names, dotted and compound
-identifiers and code first, then the prose words, up to a term budget. The dense retriever reads
-the text as written (its tokenizer truncates; the opening of an issue states the problem).
+identifiers and code first, then the prose words, up to a term budget.
+
+The dense retriever and the reranker read ``text``. Their tokenizers keep 256 (embedder) and about
+128 (query half of a cross-encoder pair) tokens, roughly the first 1,000 characters, so a text up
+to :data:`CONDENSED_CHARS` is passed as typed. A longer one (a whole log pasted, up to
+:data:`MAX_QUERY_CHARS`) would only cost tokenizer time, so it is condensed: the opening, which
+states the problem, then the most distinctive lines (exception lines, the outer and inner
+traceback frames, lines dense with code identifiers) in their original order.
+
+Every pattern here is linear in its input: none nests quantifiers over overlapping classes, and
+line classification reads at most :data:`_SCAN` characters of a line.
 """
 
 from __future__ import annotations
@@ -13,7 +22,22 @@ import re
 
 import msgspec
 
-__all__ = ["PreparedQuery", "prepare_query", "mentioned_paths", "is_auxiliary_path", "LONG_QUERY_CHARS"]
+__all__ = [
+    "PreparedQuery", "prepare_query", "condense_text", "mentioned_paths", "is_auxiliary_path",
+    "LONG_QUERY_CHARS", "MAX_QUERY_CHARS", "CONDENSED_CHARS",
+]
+
+# A whole SWE-bench issue with its logs (24,770 characters was seen); HTTP, CLI and MCP accept this.
+MAX_QUERY_CHARS = 100_000
+# From here a query is a report rather than a question, and BM25 gets a condensed query.
+LONG_QUERY_CHARS = 400
+# Longer texts are condensed to at most this for the dense retriever and the reranker.
+CONDENSED_CHARS = 4_000
+_HEAD_CHARS = 800  # the opening kept verbatim: title and first paragraph
+_LINE_CHARS = 300  # a kept line is cut to this
+_SCAN = 300  # characters of a line that classify it
+_MAX_TERM_CHARS = 100  # a longer "term" in a long query is a blob (base64, a hash, a run of noise)
+_EDGE_FRAMES = 3  # traceback frames kept from each end: the call into the library and the raise
 
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.(?:py|pyi|js|jsx|ts|tsx|go|rs|java|c|h|cc|cpp|hpp|rb|md|rst|toml|yaml|yml|cfg|ini|json))\b")
 _DOTTED = re.compile(r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\b")
@@ -21,6 +45,13 @@ _IDENT = re.compile(r"\b[A-Za-z_]\w*\b")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]+")
 _FENCE = re.compile(r"```.*?(?:```|$)", re.S)
 _TRACE_FILE = re.compile(r'File "([^"]+)", line \d+')
+# "ValueError: ...", "E   pkg.errors.BadThing: ...", "KeyboardInterrupt" (matched on a stripped line)
+_EXC_NAME = re.compile(r"(?:E\s+)?((?:[A-Za-z_]\w*\.)*)([A-Za-z_]\w*)(?::|$)")
+_EXC_SUFFIX = ("Error", "Exception", "Warning", "Interrupt", "Exit", "Failure", "Fault")
+_EXC_WORDS = re.compile(r"(?:(?:error|fatal|panic)(?:\[\w+\])?:|caused by:|exception in thread\b)", re.I)
+_URL = re.compile(r"\w+://\S*")
+_KEY_VALUE = re.compile(r"[\w.-]+\s*:\s*\S*$")  # "numpy: 1.21.2", "LC_ALL: None": an environment dump
+_LINE_NUMBER = re.compile(r":\d")  # "at com.x.Y.f(Y.java:12)", "at /src/app.js:3:7"
 
 # words that carry no information in an issue or a question about code
 _STOP = frozenset(
@@ -32,25 +63,24 @@ _STOP = frozenset(
 )
 
 
-LONG_QUERY_CHARS = 400
-
-
 class PreparedQuery(msgspec.Struct, frozen=True):
-    text: str  # as typed (trimmed); what the dense retriever and the reranker read
+    text: str  # what the dense retriever and the reranker read: as typed (trimmed), or condensed
     lexical: str  # condensed for BM25
     paths: tuple[str, ...]  # file paths or module paths the text mentions
+    condensed: bool = False  # text is shorter than what was typed (see condense_text)
+    chars: int = 0  # length of the query as typed (trimmed); 0 when unknown: len(text) stands in
 
     @property
     def is_report(self) -> bool:
         """A pasted issue or bug report rather than a question: the answer is code to change."""
-        return len(self.text) >= LONG_QUERY_CHARS
+        return max(self.chars, len(self.text)) >= LONG_QUERY_CHARS
 
 
 def _is_compound(token: str) -> bool:
     return "_" in token.strip("_") or (any(c.isupper() for c in token[1:]) and any(c.islower() for c in token))
 
 
-def mentioned_paths(text: str) -> tuple[str, ...]:
+def mentioned_paths(text: str, limit: int = 20) -> tuple[str, ...]:
     """Repo-relative path fragments named in the text: files, traceback frames, dotted module names."""
     found: list[str] = []
     for m in _TRACE_FILE.finditer(text):
@@ -60,22 +90,99 @@ def mentioned_paths(text: str) -> tuple[str, ...]:
         parts = m.group(0).split(".")
         if len(parts) >= 3 and all(p.islower() or "_" in p for p in parts[:-1]):
             found.append("/".join(parts[:-1]) + ".py")  # pkg.module.attr -> pkg/module.py
-    cleaned = []
+    cleaned: dict[str, None] = {}  # ordered set: a long log names thousands of paths
     for p in found:
         p = p.replace("\\", "/")
         if "site-packages/" in p:
             p = p.split("site-packages/", 1)[1]
         p = p.lstrip("./")
-        if p and p not in cleaned:
-            cleaned.append(p)
-    return tuple(cleaned[:20])
+        if p:
+            cleaned[p] = None
+            if len(cleaned) >= limit:
+                break
+    return tuple(cleaned)
+
+
+def _is_exception_line(line: str) -> bool:
+    """``ValueError: ...``, ``pkg.errors.ImproperlyConfigured: ...``, ``error: ...``, ``panic: ...``."""
+    head = line[:_SCAN]
+    if _EXC_WORDS.match(head):
+        return True
+    m = _EXC_NAME.match(head)
+    if not m:
+        return False
+    name = m.group(2)
+    camel = name[0].isupper() and sum(c.isupper() for c in name) >= 2 and any(c.islower() for c in name)
+    return name.endswith(_EXC_SUFFIX) or (bool(m.group(1)) and camel)
+
+
+def _is_frame_line(line: str) -> bool:
+    """A stack frame: Python's ``File "x.py", line 3``, IPython's ``File ~/x.py:3``, ``at f (x.js:3:7)``."""
+    if not line.startswith(("File ", "at ")):
+        return False
+    return _LINE_NUMBER.search(line, 0, _SCAN) is not None or (line.startswith("File ") and ", line " in line[:_SCAN])
+
+
+def _identifier_count(line: str) -> int:
+    """Distinct dotted or compound identifiers in the line (URLs and ``key: value`` dumps count none)."""
+    if _KEY_VALUE.match(line, 0, _SCAN):
+        return 0
+    head = _URL.sub(" ", line[:_SCAN])
+    return len({m.group(0) for m in _DOTTED.finditer(head)} | {t for t in _IDENT.findall(head) if _is_compound(t)})
+
+
+def _opening(text: str) -> str:
+    """The first ``_HEAD_CHARS`` characters, ending at a line break (or a space) when one is near."""
+    if len(text) <= _HEAD_CHARS:
+        return text
+    head = text[:_HEAD_CHARS]
+    for sep in ("\n", " "):
+        cut = head.rfind(sep)
+        if cut >= _HEAD_CHARS // 2:
+            return head[:cut].rstrip()
+    return head
+
+
+def condense_text(text: str, limit: int = CONDENSED_CHARS) -> str:
+    """At most ``limit`` characters for the dense retriever and the reranker; ``text`` when it fits.
+
+    The opening (title and first paragraph state the problem) comes first, then distinct lines by
+    priority: exception lines, the first and last ``_EDGE_FRAMES`` traceback frames (the call into
+    the library, the raise), then other lines by how many code identifiers they hold. Chosen lines
+    keep their order in the text.
+    """
+    if len(text) <= limit:
+        return text
+    head = _opening(text)
+    start = text.count("\n", 0, len(head)) + 1  # first line that starts after the opening
+    seen = {ln.strip()[:_LINE_CHARS] for ln in head.split("\n")}
+    lines: list[tuple[int, str]] = []
+    for n, raw in enumerate(text.split("\n")[start:], start):
+        line = raw.strip()[:_LINE_CHARS]
+        if line and line not in seen:
+            seen.add(line)
+            lines.append((n, line))
+    exceptions = [x for x in lines if _is_exception_line(x[1])]
+    frames = [x for x in lines if _is_frame_line(x[1])]
+    edges = frames if len(frames) <= 2 * _EDGE_FRAMES else frames[:_EDGE_FRAMES] + frames[-_EDGE_FRAMES:]
+    scored = [(c, x) for x in lines if (c := _identifier_count(x[1])) > 0 and not _is_frame_line(x[1])]
+    by_identifiers = [x for _, x in sorted(scored, key=lambda cx: -cx[0])]  # stable: text order on ties
+    budget = limit - len(head)
+    chosen: dict[int, str] = {}
+    for n, line in exceptions + edges + by_identifiers:
+        if n not in chosen and len(line) + 1 <= budget:
+            chosen[n] = line
+            budget -= len(line) + 1
+        if budget < 2:
+            break
+    return "\n".join([head, *(chosen[n] for n in sorted(chosen))])
 
 
 def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
     text = query.strip()
     paths = mentioned_paths(text)
     if len(text) < LONG_QUERY_CHARS:
-        return PreparedQuery(text=text, lexical=text, paths=paths)
+        return PreparedQuery(text=text, lexical=text, paths=paths, chars=len(text))
     code = " ".join(m.group(0) for m in _FENCE.finditer(text))
     prose = _FENCE.sub(" ", text)
     priority: list[str] = []
@@ -83,18 +190,19 @@ def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
         priority.extend(re.split(r"[/.]", p))
     priority.extend(m.group(0) for m in _DOTTED.finditer(text))
     priority.extend(t for t in _IDENT.findall(text) if _is_compound(t))
-    rest = [w for w in _WORD.findall(prose) + _WORD.findall(code)]
+    rest = _WORD.findall(prose) + _WORD.findall(code)
     terms: list[str] = []
     seen: set[str] = set()
     for term in priority + rest:
         key = term.lower()
-        if key in seen or key in _STOP or len(key) < 2:
+        if key in seen or key in _STOP or not 2 <= len(key) <= _MAX_TERM_CHARS:
             continue
         seen.add(key)
         terms.append(term)
         if len(terms) >= max_terms:
             break
-    return PreparedQuery(text=text, lexical=" ".join(terms), paths=paths)
+    dense = condense_text(text)
+    return PreparedQuery(text=dense, lexical=" ".join(terms), paths=paths, condensed=dense != text, chars=len(text))
 
 
 _AUX_DIRS = frozenset({"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmarks", "asv_bench", "ci"})

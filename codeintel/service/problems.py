@@ -9,20 +9,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from codeintel.errors import CodeIntelError, ContractMismatchError, IndexFormatError, IndexLockedError, IndexNotFoundError, InputError, NotIndexedError
+from codeintel.errors import CodeIntelError, Problem, problem_of
 
-__all__ = ["PROBLEM_JSON", "Problem", "problem_response", "install_problem_handlers"]
+__all__ = ["PROBLEM_JSON", "Problem", "problem_response", "problem_status", "install_problem_handlers"]
 
 PROBLEM_JSON = "application/problem+json"
 _BASE = "https://codeintel.dev/problems/"
-
-
-class Problem(Exception):
-    """An HTTP error with a problem type; raise it from handlers."""
-
-    def __init__(self, status: int, title: str, detail: str, type_: str = "about:blank", **extra: Any) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail, self.type, self.extra = status, title, detail, type_, extra
 
 
 def problem_response(status: int, title: str, detail: str, type_: str = "about:blank", instance: str | None = None, **extra: Any) -> JSONResponse:
@@ -32,18 +24,10 @@ def problem_response(status: int, title: str, detail: str, type_: str = "about:b
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def _status_for(exc: CodeIntelError) -> tuple[int, str, str]:
-    if isinstance(exc, IndexNotFoundError):
-        return 503, "No index", _BASE + "no-index"
-    if isinstance(exc, (ContractMismatchError, IndexFormatError)):
-        return 503, "Index unusable", _BASE + "index-unusable"
-    if isinstance(exc, IndexLockedError):
-        return 409, "Index busy", _BASE + "index-busy"
-    if isinstance(exc, NotIndexedError):
-        return 404, "Not indexed", _BASE + "not-indexed"
-    if isinstance(exc, InputError):
-        return 400, "Bad request", _BASE + "bad-request"
-    return 500, "Internal error", _BASE + "internal"
+def problem_status(exc: BaseException) -> tuple[int, str, str]:
+    """(status, title, problem type URI) of the problem an error becomes."""
+    status, title, slug = problem_of(exc)
+    return status, title, "about:blank" if slug == "about:blank" else _BASE + slug
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -53,7 +37,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CodeIntelError)
     async def _codeintel(request: Request, exc: CodeIntelError):
-        status, title, type_ = _status_for(exc)
+        status, title, type_ = problem_status(exc)
         return problem_response(status, title, str(exc), type_, instance=request.url.path)
 
     @app.exception_handler(RequestValidationError)

@@ -1,79 +1,67 @@
 """Session scopes with a TTL and an LRU bound: one registry shared by every ingress replica.
 
-The seed kept scopes in a per-process dict, so a scope set through one replica was unknown to the
-next. Here the registry is plain Python; the Serve graph runs exactly one of it (a deployment with
-one replica) and ingress replicas read it through a short local cache.
+A scope set through one ingress replica must apply to the very next request on any replica, so
+there is no replica-local copy at all: the Serve graph runs exactly one registry (a deployment with
+one replica, in memory or in front of Redis) and every request with a session id reads it. That
+read costs one in-cluster call (~1-2 ms, benchmarks/results/scope-*.md), and a stale read is
+impossible rather than unlikely.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from typing import Callable
 
 import msgspec
+from cachetools import TTLCache
 
 from codeintel.storage.scope import Scope, validate_scope
 
-__all__ = ["ScopeRegistry", "RedisScopeRegistry", "ScopeCache", "create_registry"]
+__all__ = ["ScopeRegistry", "RedisScopeRegistry", "create_registry"]
 
 
 class ScopeRegistry:
+    """Scopes by session id; a get slides the expiry, and past ``max_sessions`` the least recently
+    used goes. cachetools' TTLCache does the expiry and the LRU order."""
+
     def __init__(self, ttl_s: float = 3600.0, max_sessions: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s = ttl_s
-        self.max_sessions = max_sessions
-        self._clock = clock
-        self._items: OrderedDict[str, tuple[float, Scope]] = OrderedDict()
+        if max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, not {max_sessions}")
+        self._items: TTLCache[str, Scope] = TTLCache(maxsize=max_sessions, ttl=ttl_s, timer=clock)
         self.hits = 0
         self.misses = 0
 
+    @property
+    def ttl_s(self) -> float:
+        return self._items.ttl
+
+    @property
+    def max_sessions(self) -> int:
+        return int(self._items.maxsize)
+
     def put(self, session_id: str, scope: Scope) -> Scope:
         validate_scope(scope)
-        self._items[session_id] = (self._clock() + self.ttl_s, scope)
-        self._items.move_to_end(session_id)
-        while len(self._items) > self.max_sessions:
-            self._items.popitem(last=False)
+        self._items[session_id] = scope
         return scope
 
     def get(self, session_id: str) -> Scope | None:
-        item = self._items.get(session_id)
-        if item is None or item[0] < self._clock():
-            self._items.pop(session_id, None)
+        scope = self._items.get(session_id)
+        if scope is None:
             self.misses += 1
             return None
-        self._items.move_to_end(session_id)
-        self._items[session_id] = (self._clock() + self.ttl_s, item[1])  # sliding expiry
+        self._items[session_id] = scope  # sliding expiry: setting again restarts the TTL
         self.hits += 1
-        return item[1]
+        return scope
 
     def delete(self, session_id: str) -> bool:
+        """Whether a live scope was there (an expired one counts as gone already)."""
         return self._items.pop(session_id, None) is not None
 
     def __len__(self) -> int:
         return len(self._items)
 
-
-class ScopeCache:
-    """A replica-local cache in front of the shared registry; writes go through and invalidate."""
-
-    def __init__(self, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._items: dict[str, tuple[float, Scope | None]] = {}
-
-    def get(self, session_id: str) -> tuple[bool, Scope | None]:
-        item = self._items.get(session_id)
-        if item is None or item[0] < self._clock():
-            return False, None
-        return True, item[1]
-
-    def put(self, session_id: str, scope: Scope | None) -> None:
-        if len(self._items) > 4096:
-            self._items.clear()
-        self._items[session_id] = (self._clock() + self.ttl_s, scope)
-
-    def drop(self, session_id: str) -> None:
-        self._items.pop(session_id, None)
+    def check(self) -> None:
+        """Nothing to probe: the scopes live in this process, which answering the check proves alive."""
 
 
 class RedisScopeRegistry:
@@ -119,6 +107,9 @@ class RedisScopeRegistry:
 
     def __len__(self) -> int:
         return int(self.client.zcard(self._lru))
+
+    def check(self) -> None:
+        self.client.ping()
 
 
 def create_registry(backend: str = "memory", ttl_s: float = 3600.0, max_sessions: int = 10_000):

@@ -112,6 +112,7 @@ class LexicalIndex:
     def __init__(self, directory: Path, settings: LexicalSettings = LexicalSettings()) -> None:
         self.directory = Path(directory)
         self.settings = settings
+        start_jvm(settings)  # the first index a process opens decides the JVM's heap
         self._searcher = None
         self._search_lock = threading.Lock()
 

@@ -1,27 +1,32 @@
 """Scope filters (include/exclude globs, languages) compiled to parameterized SQL.
 
-Glob semantics, fixed here once: patterns match the repo-relative path; ``**`` crosses ``/``,
-``*`` and ``?`` do not; ``[...]`` is a character class; a pattern without ``/`` matches the file
-name at any depth (``*.py``); a pattern ending in ``/`` matches everything under that directory; a
-leading ``/`` anchors at the repository root (``/setup.py``). ``..`` segments, backslashes and NUL are
-errors, so no pattern can name anything outside the repository (and patterns only ever filter the
-indexed, repository-relative paths).
-Patterns that LIKE expresses exactly become LIKE; all others become an RE2 ``regexp_full_match``,
-so every pattern is still evaluated inside DuckDB and no row is filtered in Python.
+Globs follow gitignore rules, from the same engine as the index's excludes (codeintel/globs.py), and
+match the repo-relative path: ``*``, ``?`` and ``[...]`` never cross ``/``; ``**`` as a whole segment
+spans directories (``src/**``, ``**/test_*.py``, ``a/**/b``); a pattern without a ``/`` before its
+end matches at any depth (``*.py``, ``build/``), one with a ``/`` at the start or in the middle is
+anchored at the repository root (``/setup.py``, ``docs/*.md``); a pattern also matches everything
+under a directory it matches (``vendor`` and ``vendor/`` both cover ``vendor/x.py``); ``!`` takes back
+what an earlier pattern of the same list matched (as in .gitignore, a match on the file itself wins
+over one on a directory above it). ``./x`` is ``/x``. ``..`` segments, backslashes and NUL are errors,
+so no pattern can name anything outside the repository (and patterns only ever filter the indexed,
+repository-relative paths).
+
+Every pattern is evaluated inside DuckDB, so no row is filtered in Python: as LIKE where the pattern
+is literal text in a form LIKE says exactly, else as the engine's RE2 regex.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import msgspec
 
 from codeintel.errors import ScopeError
+from codeintel.globs import Glob, GlobError, compile_glob
 from codeintel.indexing.languages import KNOWN_LANGUAGES
 from codeintel.text import is_utf8
 
-__all__ = ["Scope", "glob_to_regex", "glob_to_like", "scope_sql", "validate_scope"]
+__all__ = ["Scope", "glob_sql", "scope_sql", "validate_scope"]
 
 _MAX_PATTERNS = 64
 _MAX_PATTERN_CHARS = 512
@@ -37,7 +42,8 @@ class Scope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return not (self.include or self.exclude or self.languages)
 
 
-def _normalize(pattern: str) -> str:
+def _glob(pattern: str) -> Glob:
+    """The compiled pattern, after the rules that keep a request's glob inside the repository."""
     if not isinstance(pattern, str) or not pattern.strip():
         raise ScopeError("empty glob pattern")
     if len(pattern) > _MAX_PATTERN_CHARS:
@@ -46,90 +52,31 @@ def _normalize(pattern: str) -> str:
         raise ScopeError(f"malformed glob {pattern!r}: backslashes and NUL are not allowed")
     if not is_utf8(pattern):
         raise ScopeError(f"malformed glob {pattern!r}: not valid UTF-8 text")
-    p = pattern.strip().removeprefix("./")
-    anchored = p.startswith("/")  # '/x' is x at the repository root (as in .gitignore), never a host path
-    p = p.lstrip("/")
-    if ".." in p.split("/"):
+    negated = pattern.startswith("!")
+    body = pattern[negated:]
+    if body.startswith("./"):
+        body = "/" + body[2:]  # the repository root, as a leading '/'
+    if ".." in body.rstrip().split("/"):
         raise ScopeError(f"malformed glob {pattern!r}: '..' segments are not allowed")
-    if p.endswith("/"):
-        p += "**"
-    if "/" not in p and not anchored:
-        p = "**/" + p
-    return p
-
-
-def glob_to_regex(pattern: str) -> str:
-    """RE2/Python-compatible regex matching the whole path."""
-    p = _normalize(pattern)
-    out: list[str] = []
-    i = 0
-    while i < len(p):
-        c = p[i]
-        if p.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif p.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[":
-            end = p.find("]", i + 2 if p[i + 1 : i + 2] in ("!", "^", "]") else i + 1)
-            if end == -1:
-                raise ScopeError(f"malformed glob {pattern!r}: unclosed '['")
-            body = p[i + 1 : end]
-            negate = body[:1] in ("!", "^")
-            body = body[1:] if negate else body
-            if not body:
-                raise ScopeError(f"malformed glob {pattern!r}: empty character class")
-            escaped = "".join("\\" + ch if ch in "\\^[]" else ch for ch in body)
-            out.append(f"[{'^' if negate else ''}{escaped}]")
-            i = end + 1
-        elif c == "]":
-            raise ScopeError(f"malformed glob {pattern!r}: unmatched ']'")
-        else:
-            out.append(re.escape(c))
-            i += 1
-    regex = "".join(out)
     try:
-        re.compile(regex)
-    except re.error as exc:
-        raise ScopeError(f"malformed glob {pattern!r}: {exc}") from None
-    return regex
+        glob = compile_glob("!" * negated + body)
+    except GlobError as exc:
+        raise ScopeError(f"malformed glob {pattern!r}: {exc.reason}") from None
+    if glob is None:
+        hint = "a leading '#' starts a comment; write [#] for the character" if body.startswith("#") else "it matches nothing"
+        raise ScopeError(f"malformed glob {pattern!r}: {hint}")
+    return glob
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-
-
-def glob_to_like(pattern: str) -> str | None:
-    """A LIKE pattern (escape '!') equivalent to the glob, or None when LIKE cannot say it exactly."""
-    p = _normalize(pattern)
-    if any(ch in p for ch in "?[]"):
-        return None
-    # "<prefix>/**" -> everything under prefix
-    if p.endswith("/**") and "*" not in p[:-3]:
-        return _like_escape(p[:-2]) + "%"
-    # "**/*<suffix>" and "<prefix>/**/*<suffix>": suffix has no '/' and no '*'
-    head, sep, tail = p.rpartition("**/*")
-    if sep and "/" not in tail and "*" not in tail and "*" not in head and (not head or head.endswith("/")):
-        return _like_escape(head) + "%" + _like_escape(tail)
-    # a literal path: "**/name" is a file name at any depth, which LIKE cannot anchor to '/' boundaries
-    if "*" not in p:
-        return _like_escape(p)
-    return None
+def _globs(patterns: Sequence[str]) -> list[Glob]:
+    return [_glob(p) for p in patterns]
 
 
 def validate_scope(scope: Scope) -> None:
     for name, patterns in (("include", scope.include), ("exclude", scope.exclude)):
         if len(patterns) > _MAX_PATTERNS:
             raise ScopeError(f"at most {_MAX_PATTERNS} {name} patterns")
-        for pattern in patterns:
-            glob_to_regex(pattern)
+        _globs(patterns)
     if len(scope.languages) > _MAX_PATTERNS:
         raise ScopeError(f"at most {_MAX_PATTERNS} languages")
     unknown = sorted(set(scope.languages) - KNOWN_LANGUAGES)
@@ -137,21 +84,55 @@ def validate_scope(scope: Scope) -> None:
         raise ScopeError(f"unknown language(s): {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_LANGUAGES))}")
 
 
-def _glob_condition(patterns: Sequence[str], params: list) -> str:
-    parts = []
-    for pattern in patterns:
-        like = glob_to_like(pattern)
-        if like is not None:
-            parts.append("uri LIKE ? ESCAPE '!'")
-            params.append(like)
-        else:
-            parts.append("regexp_full_match(uri, ?)")
-            params.append(glob_to_regex(pattern))
-    return "(" + " OR ".join(parts) + ")"
+def _like(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def glob_sql(glob: Glob, *, like: bool = True) -> tuple[str, list]:
+    """A condition true where the glob matches ``uri``: LIKE when exactly equivalent (and allowed), else RE2."""
+    form, text = glob.literal if like and glob.literal else (None, "")
+    t = _like(text)
+    if form == "under":
+        return "uri LIKE ? ESCAPE '!'", [t + "%"]
+    if form == "path":
+        return "(uri = ? OR uri LIKE ? ESCAPE '!')", [text, t + "/%"]
+    if form == "suffix":
+        return "(uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!')", ["%" + t, "%" + t + "/%"]
+    if form == "name":
+        return "(uri = ? OR uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!')", [
+            text, t + "/%", "%/" + t, "%/" + t + "/%"]
+    if form == "dir":
+        return "(uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!')", [t + "/%", "%/" + t + "/%"]
+    return "regexp_matches(uri, ?)", [glob.re2]
+
+
+def _file_match_sql(glob: Glob) -> tuple[str, list] | None:
+    """Where the glob matches ``uri`` itself, not a directory above it (None: never)."""
+    if glob.dir_match == "always":
+        return None
+    if glob.dir_match == "never":
+        return glob_sql(glob)
+    return "(regexp_matches(uri, ?) AND regexp_extract(uri, ?, 1) = '')", [glob.re2, glob.re2]
+
+
+def _globs_condition(globs: Sequence[Glob], params: list) -> str:
+    """True where the pattern list matches ``uri``, as pathspec's GitIgnoreSpec decides it."""
+    if all(g.include for g in globs):
+        parts = [glob_sql(g) for g in globs]
+        params.extend(p for _, ps in parts for p in ps)
+        return "(" + " OR ".join(sql for sql, _ in parts) + ")"
+    # The last pattern matching the file itself decides; failing that, the last matching a directory above it.
+    whens = []
+    for ranked in ([_file_match_sql(g) for g in reversed(globs)], [glob_sql(g) for g in reversed(globs)]):
+        for glob, cond in zip(reversed(globs), ranked):
+            if cond is not None:
+                whens.append(f"WHEN {cond[0]} THEN {'TRUE' if glob.include else 'FALSE'}")
+                params.extend(cond[1])
+    return "(CASE " + " ".join(whens) + " ELSE FALSE END)"
 
 
 def scope_sql(scope: Scope) -> tuple[str, list]:
-    """A WHERE fragment (possibly 'TRUE') and its parameters."""
+    """A WHERE fragment (possibly 'TRUE') over columns ``uri`` and ``lang``, and its parameters."""
     validate_scope(scope)
     params: list = []
     clauses: list[str] = []
@@ -159,7 +140,7 @@ def scope_sql(scope: Scope) -> tuple[str, list]:
         clauses.append("lang IN (" + ", ".join("?" for _ in scope.languages) + ")")
         params.extend(scope.languages)
     if scope.include:
-        clauses.append(_glob_condition(scope.include, params))
+        clauses.append(_globs_condition(_globs(scope.include), params))
     if scope.exclude:
-        clauses.append("NOT " + _glob_condition(scope.exclude, params))
+        clauses.append("NOT " + _globs_condition(_globs(scope.exclude), params))
     return (" AND ".join(clauses) or "TRUE"), params

@@ -1,0 +1,121 @@
+"""The generator's side of an answer: which engine, streamed from a worker thread, counted.
+
+Engines are synchronous iterators (llama.cpp calls back from its own thread); a server needs an
+async stream that stops the engine as soon as its reader goes away. :func:`stream_in_thread` is
+that bridge, and :class:`GenerationService` is what the Generator deployment holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextlib import aclosing
+from typing import AsyncIterator, Callable, Iterator, Protocol, Sequence, TypeVar
+
+from codeintel.answer.extractive import AnswerEvent, ExtractiveEngine, Passage
+from codeintel.errors import ModelUnavailableError
+
+__all__ = ["AnswerEngine", "GenerationService", "stream_in_thread"]
+
+T = TypeVar("T")
+_END = object()
+
+
+class AnswerEngine(Protocol):
+    model_id: str
+    params: dict
+
+    def generate(self, question: str, passages: Sequence[Passage], usage: dict | None = None) -> Iterator[str]: ...
+
+    def check(self) -> None:
+        """Raise when the engine can no longer answer (what a health check runs)."""
+
+
+async def stream_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Items of ``make()`` produced in a worker thread; closing this stream (or cancelling its
+    reader) tells the worker to stop, which closes the engine's iterator at its next item."""
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        iterator = None
+        try:
+            iterator = make()
+            for item in iterator:
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(items.put_nowait, item)
+        except BaseException as exc:  # surfaced to the reader
+            loop.call_soon_threadsafe(items.put_nowait, exc)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+            loop.call_soon_threadsafe(items.put_nowait, _END)
+
+    loop.run_in_executor(None, work)
+    try:
+        while (item := await items.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class GenerationService:
+    """``engine``: "extractive" (no model), "llm" (the bundled CPU model; when it cannot load, the
+    service answers extractively and says why in ``fallback``), or an engine object (injected)."""
+
+    def __init__(self, engine: str | AnswerEngine = "extractive", llm: Callable[[], AnswerEngine] | None = None) -> None:
+        self.fallback: str | None = None
+        self.streams = {"active": 0, "completed": 0, "stopped": 0}  # stopped: cancelled or failed mid-stream
+        if not isinstance(engine, str):
+            self.engine = engine
+        elif engine == "extractive":
+            self.engine = ExtractiveEngine()
+        elif engine == "llm":
+            self.engine = self._load_llm(llm)
+        else:
+            raise ValueError(f"unknown generator engine {engine!r}: use 'llm' or 'extractive'")
+
+    def _load_llm(self, make: Callable[[], AnswerEngine] | None) -> AnswerEngine:
+        try:
+            if make is None:
+                from codeintel.answer.llm import LlamaEngine as make
+            engine = make()
+            engine.check()  # assemble, tokenizer, weights: fail here, not mid-request
+            return engine
+        except (ModelUnavailableError, ImportError, OSError) as exc:
+            self.fallback = f"LLM unavailable, answering extractively: {exc}"
+            return ExtractiveEngine()
+
+    async def generate(self, question: str, passages: list[Passage]) -> AsyncIterator[AnswerEvent]:
+        """A usage event (prompt tokens, model parameters), then token events; usage comes first even
+        when the stream stops early, since the prompt is built by the first token."""
+        usage: dict = {}
+        self.streams["active"] += 1
+        completed = reported = False
+        try:
+            async with aclosing(stream_in_thread(lambda: self.engine.generate(question, passages, usage))) as deltas:
+                async for delta in deltas:
+                    if not reported:
+                        yield self._usage(usage)
+                        reported = True
+                    yield AnswerEvent("token", {"text": delta})
+            if not reported:
+                yield self._usage(usage)
+            completed = True
+        finally:
+            self.streams["active"] -= 1
+            self.streams["completed" if completed else "stopped"] += 1
+
+    def _usage(self, usage: dict) -> AnswerEvent:
+        return AnswerEvent("usage", {"tokens_in": usage.get("tokens_in", 0), "model_params": self.engine.params})
+
+    def info(self) -> dict:
+        return {"model_id": self.engine.model_id, "fallback": self.fallback, "streams": dict(self.streams)}
+
+    def check(self) -> None:
+        self.engine.check()

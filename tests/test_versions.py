@@ -1,0 +1,57 @@
+"""Index versions held open under leases while reindexes publish, without Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from codeintel.errors import VersionGoneError
+from codeintel.indexing.pipeline import Indexer
+from codeintel.service.backends import HydratorBackend
+from codeintel.service.versions import VersionPool
+from codeintel.storage.layout import IndexLayout
+from codeintel.storage.scope import Scope
+
+from conftest import SMALL_REPO, write_tree
+
+
+def test_a_pinned_version_keeps_serving_while_reindexes_publish(tmp_path, real_embedder):
+    repo, index = write_tree(tmp_path / "repo", SMALL_REPO), tmp_path / "idx"
+    indexer = Indexer(embedder=real_embedder)
+    layout = IndexLayout(index)
+
+    def publish(n: int) -> str:
+        (repo / f"app/added_{n}.py").write_text(f"def added_{n}():\n    return {n}\n")
+        indexer.run(repo, index)
+        return layout.current_name()
+
+    indexer.run(repo, index)
+    hydrator = HydratorBackend(str(index))
+    v1 = hydrator.info()["version"]
+    chunks_v1 = len(hydrator.ids_in_scope(Scope(), v1))
+    v2 = publish(2)
+    assert hydrator.info()["version"] == v2 and hydrator.pool.versions() == [v1, v2]
+    assert len(hydrator.ids_in_scope(Scope(), v1)) == chunks_v1 < len(hydrator.ids_in_scope(Scope(), v2))
+    v3 = publish(3)  # pruning would drop v1, but this replica still holds it open (leased)
+    assert (index / "versions" / v1).is_dir() and len(hydrator.ids_in_scope(Scope(), v1)) == chunks_v1
+    hydrator.info()  # opens v3: v1 is closed and its lease released
+    assert v1 not in hydrator.pool.versions()
+    publish(4)
+    assert not (index / "versions" / v1).exists() and (index / "versions" / v3).is_dir()
+    with pytest.raises(VersionGoneError):
+        hydrator.ids_in_scope(Scope(), v1)
+
+
+def test_a_retired_version_closes_when_its_last_call_ends(tmp_path, real_embedder):
+    repo, index = write_tree(tmp_path / "repo", SMALL_REPO), tmp_path / "idx"
+    indexer = Indexer(embedder=real_embedder)
+    indexer.run(repo, index)
+    closed: list[str] = []
+    pool = VersionPool(str(index), lambda paths, manifest: paths.name, closed.append, keep=1)
+    first = IndexLayout(index).current_name()
+    with pool.use(first) as state:
+        assert state == first
+        (repo / "app/more.py").write_text("def more():\n    return 2\n")
+        indexer.run(repo, index)
+        with pool.use(None) as newer:  # opening the new version retires the old one, still in use here
+            assert newer != first and closed == []
+    assert closed == [first] and pool.versions() == [newer]
