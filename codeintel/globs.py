@@ -1,13 +1,15 @@
 """One glob engine for index excludes, .gitignore files and search scopes: gitignore rules, via pathspec.
 
-pathspec turns a pattern into a Python regex; this module re-emits that regex token by token so the
-same pattern runs identically in Python's ``re`` (the walk) and in RE2 (DuckDB, for scopes). The
-re-emission changes no meaning pathspec gives except three things RE2 or git need:
+pathspec turns a pattern into a Python regex; this module re-emits that regex piece by piece so the
+same pattern runs identically in Python's ``re`` (the walk, pathspec's matcher) and in RE2 (DuckDB,
+for scopes). The meaning stays pathspec's except where RE2 or git need otherwise:
 
-* ``$`` (Python: end or before a final newline) becomes ``\\Z`` for Python, ``$`` (end of text) for RE2;
-* ``(?s)``: ``.`` also matches a newline, so a name with a newline is still a path segment;
+* ``$`` (Python: the end, or before a final newline) is ``\\Z`` for Python, ``$`` (the end) for RE2;
+* ``(?s)``: ``.`` also matches a newline, so a name with a newline is still one path segment;
 * a ``[...]`` class never matches ``/`` (git's rule; pathspec's ``[!x]`` would), and its members are
-  written as ``\\xNN`` escapes, so RE2's ``[[:alpha:]]`` and Python's set-operation syntax never apply.
+  written as ``\\xNN`` escapes, so RE2's ``[[:alpha:]]`` and Python's ``[a&&b]`` read alike;
+* a leading ``(?:.+/)?`` is ``(?:.*/)?``: different only for a path starting with ``/`` (never an
+  indexed path; pathspec strips it before matching), it makes the LIKE forms exact on any string.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ LiteralForm = tuple[Literal["under", "path", "suffix", "name", "dir"], str]
 
 
 class GlobError(ValueError):
+    """A pattern git would drop; scopes and --exclude report it, a .gitignore line is skipped."""
+
     def __init__(self, pattern: str, reason: str) -> None:
         self.pattern = pattern
         self.reason = reason
@@ -39,6 +43,8 @@ class GlobError(ValueError):
 
 @dataclass(frozen=True)
 class Glob:
+    """One pattern as the regexes both engines run, and the facts SQL needs to rank and shortcut it."""
+
     pattern: str
     include: bool  # False for a '!' pattern: it takes back what an earlier pattern matched
     regex: str  # Python re, for re.search
@@ -47,7 +53,7 @@ class Glob:
     literal: LiteralForm | None
 
 
-# Pieces of pathspec's regexes (pathspec/patterns/gitignore/spec.py), longest first.
+# The pieces of pathspec's regexes (pathspec/patterns/gitignore/spec.py), in the order they are tried.
 _ANY_DIRS, _START, _INNER, _END_OR_DIR, _DIR = "^(?:.+/)?", "^", "(?:/.+)?", "(?:(?P<ps_d>/)|$)", "(?P<ps_d>/)"
 _STAR, _PLUS, _ONE, _ANY = "[^/]*", "[^/]+", "[^/]", "."
 _PIECES = (_ANY_DIRS, _END_OR_DIR, _INNER, _DIR, _STAR, _PLUS, _ONE, _START, _ANY)
@@ -59,12 +65,9 @@ _SLASH = 0x2F
 
 
 def _char(code: int) -> str:
-    """A class member both engines read literally."""
-    return chr(code) if code > 0x7F or chr(code).isalnum() else f"\\x{code:02x}"
-
-
-def _literal(ch: str) -> str:
-    return ch if ch == "/" or ch == "_" or ch.isalnum() or ord(ch) > 0x7F else f"\\x{ord(ch):02x}"
+    """The character as both engines read it literally, in a class or out of one."""
+    ch = chr(code)
+    return ch if code > 0x7F or ch.isalnum() or ch in "_/" else f"\\x{code:02x}"
 
 
 def _class(raw: str, i: int, pattern: str) -> tuple[str, int]:
@@ -120,7 +123,7 @@ def _rewrite(raw: str, pattern: str) -> tuple[str, str, list[tuple[str, str]]]:
         elif raw[i] == "\\" or raw[i] not in "()[]{}?*+|^$.":
             ch = raw[i + 1] if raw[i] == "\\" else raw[i]
             i += 2 if raw[i] == "\\" else 1
-            token, rendered = ("lit", ch), (_literal(ch),) * 2
+            token, rendered = ("lit", ch), (_char(ord(ch)),) * 2
         else:  # pathspec changed what it emits: fail loudly rather than match differently in SQL
             raise GlobError(pattern, f"unexpected regex {raw!r} from pathspec")
         py.append(rendered[0])
@@ -164,7 +167,10 @@ def compile_glob(pattern: str) -> Glob | None:
         if text and not text.startswith("#") and text != "/":
             raise GlobError(pattern, "unclosed '['")  # pathspec (like git) silently drops these
         return None
-    py, re2, tokens = _rewrite(raw, pattern)
+    try:
+        py, re2, tokens = _rewrite(raw, pattern)
+    except IndexError:
+        raise GlobError(pattern, f"unexpected regex {raw!r} from pathspec") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -181,7 +187,7 @@ class _GlobPattern(GitIgnoreSpecPattern):
     __slots__ = ()
 
     @classmethod
-    def pattern_to_regex(cls, pattern):  # type: ignore[override]
+    def pattern_to_regex(cls, pattern: str) -> tuple[str | None, bool | None]:  # type: ignore[override]
         glob = compile_glob(pattern)
         return (None, None) if glob is None else (glob.regex, glob.include)
 
@@ -200,4 +206,5 @@ def glob_spec(patterns: Iterable[str], *, drop_malformed: bool = False) -> paths
                 raise
             continue
         kept.append(pattern)
-    return pathspec.GitIgnoreSpec.from_lines(kept, _GlobPattern)
+    # the simple backend runs the Python regexes as they are (an installed re2 backend would reject '\Z')
+    return pathspec.GitIgnoreSpec.from_lines(kept, _GlobPattern, backend="simple")

@@ -188,6 +188,10 @@ class Ingress:
         if (user_config or {}).get("index_dir"):
             self.config = msgspec.structs.replace(self.config, index_dir=user_config["index_dir"])
 
+    def check_health(self) -> None:
+        if self.traces is not None:
+            self.traces.check()
+
     def __del__(self) -> None:  # Serve calls this when the replica shuts down: flush queued traces
         traces = getattr(self, "traces", None)
         if traces is not None:

@@ -97,7 +97,7 @@ def test_a_long_issue_is_condensed_keeping_the_opening_and_the_distinctive_lines
 def test_condense_text_is_bounded_and_leaves_short_texts_alone():
     assert condense_text("short text", limit=100) == "short text"
     text = _swe_issue(log_lines=200)
-    for limit in (1_000, 2_000, CONDENSED_CHARS):
+    for limit in (100, 1_000, 2_000, CONDENSED_CHARS):
         assert len(condense_text(text, limit)) <= limit
 
 
@@ -134,6 +134,7 @@ ADVERSARIAL = {
     "identifier lines": ("foo_bar.baz_qux CamelCase " * _N)[:_N],
     "urls": ("http://" + "a/" * 100 + " ") * (_N // 208),
     "colons": ":" * _N,
+    "distinct long words": "".join(f"{'aB' * 145}{i:07d}\n" for i in range(_N // 298))[:_N],
     "mixed path noise": ("x.py/" * _N)[:_N],
 }
 

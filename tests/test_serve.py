@@ -68,7 +68,7 @@ def flip_scopes(client, prefix: str, session: str, flips: int = 40) -> list[str]
         r = client.post(f"{prefix}/v1/search", json=body, headers=headers)
         assert r.status_code == 200, r.text
         langs = {h["lang"] for h in r.json()["hits"]}
-        if langs != ({want} if want else {"python", "javascript"}):
+        if (langs != {want}) if want else not {"python", "javascript"} <= langs:
             stale.append(f"flip {n}: wanted {want or 'no scope'}, got {sorted(langs)}")
     return stale
 
@@ -136,6 +136,18 @@ def test_ready_status_metrics_and_docs(client):
     metrics = client.get("/metrics").text
     assert "codeintel_stage_seconds_bucket" in metrics and "codeintel_requests_total" in metrics
     assert client.get("/openapi.json").json()["paths"]["/v1/search"]
+
+
+def test_metrics_count_every_request_with_its_real_status(client):
+    """The faulty app has one ingress replica, so its /metrics sees every request sent to it."""
+    assert client.post("/faulty/v1/search", json={"query": "x", "k": 0}).status_code == 422
+    assert client.post("/faulty/v1/search", json={"query": "x", "scope": {"languages": ["klingon"]}}).status_code == 400
+    with client.stream("POST", "/faulty/v1/answer", json={"query": "x", "k": 1, "mode": "bm25"}) as r:
+        events = sse_events(r)
+    assert events[-1][0] == "error" and events[-1][1]["status"] == 503  # its only retriever fails
+    metrics = client.get("/faulty/metrics").text
+    for endpoint, status in (("/v1/search", 422), ("/v1/search", 400), ("/v1/answer", 503)):
+        assert f'codeintel_requests_total{{endpoint="{endpoint}",status="{status}"}}' in metrics, (endpoint, status)
 
 
 def test_failing_retriever_degrades_but_answers(client):

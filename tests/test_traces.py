@@ -3,6 +3,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from codeintel.answer.traces import AnswerTrace, TraceWriter, read_traces
 
 
@@ -58,3 +60,11 @@ def test_cli_lists_traces(tmp_path, capsys):
     assert "t3" in out and "fallbacks=bm25" in out and "question 3" in out and "2026-01-01T00:00:03" in out
     assert main(["traces", "--dir", str(tmp_path / "none")]) == 0
     assert main(["traces", "--last", "0"]) == 2
+
+
+def test_a_writer_that_stopped_fails_its_check(tmp_path):
+    writer = TraceWriter(tmp_path / "traces")
+    writer.check()
+    writer.close()
+    with pytest.raises(RuntimeError, match="has stopped"):
+        writer.check()

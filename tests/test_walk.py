@@ -1,14 +1,22 @@
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 
+import duckdb
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from codeintel.config import WalkSettings
-from codeintel.errors import InputError
+from codeintel.errors import InputError, ScopeError
+from codeintel.globs import glob_spec
 from codeintel.indexing.walk import SourceFile, discover, load, repo_info
+from codeintel.storage.scope import Scope, scope_sql
 
 from conftest import git_init, write_tree
+from test_scope import HAND_PATTERNS, NEGATED_LISTS, PATHS, glob_patterns
 
 
 def uris(result):
@@ -268,9 +276,108 @@ def test_repo_path_that_is_not_utf8_is_an_input_error(tmp_path):
 
 def test_invalid_gitignore_patterns_are_dropped_and_symlinked_gitignore_is_not_read(tmp_path):
     outside = write_tree(tmp_path / "outside", {"ignore": "*.py\n"})
-    root = write_tree(tmp_path / "repo", {".gitignore": "!\n[z-a]\n*.log\n", "a.py": "a = 1\n", "x.log": "x\n", "sub/b.py": "b = 1\n"})
+    root = write_tree(tmp_path / "repo", {".gitignore": "!\n[z-a]\n[oops\n*.log\n", "a.py": "a = 1\n", "x.log": "x\n", "sub/b.py": "b = 1\n"})
     os.symlink(outside / "ignore", root / "sub" / ".gitignore")  # git does not follow it either
     result = discover(root, WalkSettings())
     assert uris(result) == [".gitignore", "a.py", "sub/b.py"]  # bad lines dropped (as git does), *.log still applies
     with pytest.raises(InputError, match=r"malformed exclude pattern '\[z-a\]'"):
         discover(root, WalkSettings(extra_exclude=("[z-a]",)))
+    with pytest.raises(InputError, match=r"malformed exclude pattern 'src/\[oops': unclosed '\['"):
+        discover(root, WalkSettings(extra_exclude=("src/[oops",)))  # pathspec alone would drop it silently
+
+
+# -- excludes and search scopes: one glob engine, the same files -----------------------------------
+
+# the scope tests' corpus, less the paths a directory of another path would shadow on disk
+WALK_FILES = sorted(p for p in PATHS if not any(q.startswith(p + "/") for q in PATHS))
+
+
+@pytest.fixture(scope="module")
+def glob_tree(tmp_path_factory):
+    return write_tree(tmp_path_factory.mktemp("globs"), {f: "x = 1\n" for f in WALK_FILES})
+
+
+def walk_kept(root, patterns) -> set[str]:
+    result = discover(root, WalkSettings(exclude=(), extra_exclude=patterns, respect_gitignore=False))
+    return {c.uri for c in result.candidates} | {s.uri for s in result.skipped if s.reason != "ignored"}
+
+
+@functools.cache
+def _files_db() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE chunks(uri VARCHAR, lang VARCHAR)")
+    con.executemany("INSERT INTO chunks VALUES (?, 'text')", [(f,) for f in WALK_FILES])
+    return con
+
+
+def scope_kept(patterns) -> set[str]:
+    where, params = scope_sql(Scope(exclude=patterns))
+    return {r[0] for r in _files_db().execute(f"SELECT uri FROM chunks WHERE {where}", params).fetchall()}
+
+
+def pruned_kept(patterns) -> set[str]:
+    """git's rule: a file is excluded when the spec matches it or a directory above it (never entered)."""
+    spec = glob_spec(patterns)
+
+    def excluded(f: str) -> bool:
+        parts = f.split("/")
+        return any(spec.match_file("/".join(parts[:k]) + "/") for k in range(1, len(parts))) or spec.match_file(f)
+    return {f for f in WALK_FILES if not excluded(f)}
+
+
+def assert_walk_agrees(root, patterns) -> None:
+    walked = walk_kept(root, patterns)
+    assert walked == pruned_kept(patterns), patterns
+    scoped = scope_kept(patterns)
+    if any(p.startswith("!") for p in patterns):
+        assert walked <= scoped  # a scope can take back a file below an excluded directory; the walk never enters it
+    else:
+        assert walked == scoped, patterns
+
+
+@pytest.mark.parametrize("pattern", HAND_PATTERNS)
+def test_walk_excludes_what_a_scope_excludes(glob_tree, pattern):
+    assert_walk_agrees(glob_tree, (pattern,))
+
+
+@pytest.mark.parametrize("patterns", NEGATED_LISTS)
+def test_walk_with_negated_excludes_follows_git(glob_tree, patterns):
+    assert_walk_agrees(glob_tree, patterns)
+
+
+def test_walk_cannot_take_back_a_file_below_an_excluded_directory_but_a_scope_can(glob_tree):
+    patterns = ("logs/", "!logs/keep.log")
+    assert not {"logs/a.log", "logs/keep.log"} & walk_kept(glob_tree, patterns)
+    assert "logs/keep.log" in scope_kept(patterns) and "logs/a.log" not in scope_kept(patterns)
+
+
+def test_generated_excludes_agree_with_scopes(glob_tree):
+    @hypothesis.settings(max_examples=150, deadline=None, database=None, derandomize=True)
+    @hypothesis.given(st.lists(glob_patterns, min_size=1, max_size=3).map(tuple))
+    def check(patterns):
+        try:
+            scope_sql(Scope(exclude=patterns))
+        except ScopeError:
+            hypothesis.assume(False)
+        assert_walk_agrees(glob_tree, patterns)
+
+    check()
+
+
+# where pathspec (and so this engine) and git read a pattern differently, on purpose or not
+GIT_DIFFERS = {
+    ("?.py",): "'?' is one character here, one byte in git ('文.py')",
+    ("**", "!*.py", "src/pkg/*.py"): "pathspec ranks '!*.py' matching the directory 'x.py/' itself as a match on a parent",
+}
+
+
+def test_excludes_exclude_what_git_ignores(tmp_path):
+    repo = write_tree(tmp_path, {f: "x = 1\n" for f in WALK_FILES})
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}  # no user-wide excludes file
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
+    for patterns in [(p,) for p in HAND_PATTERNS] + NEGATED_LISTS:
+        (repo / ".git" / "info" / "exclude").write_text("\n".join(patterns) + "\n")
+        out = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--others", "--exclude-standard"], capture_output=True, check=True, env=env)
+        git = set(filter(None, out.stdout.decode().split("\0")))
+        walked = {f for f in walk_kept(repo, patterns) if not f.startswith(".git/")}
+        assert (walked == git) != (patterns in GIT_DIFFERS), patterns

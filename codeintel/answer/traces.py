@@ -112,6 +112,11 @@ class TraceWriter:
         pq.write_table(table, tmp)
         os.replace(tmp, self.directory / name)
 
+    def check(self) -> None:
+        """A writer thread that died (a failed write) would drop every later trace unseen."""
+        if not self._thread.is_alive():
+            raise RuntimeError(f"the answer-trace writer for {self.directory} has stopped")
+
     def close(self) -> None:
         """Write what is queued and stop."""
         self._queue.put(None)

@@ -5,9 +5,9 @@ traceback) are condensed for BM25: Lucene caps a query at 1024 clauses and a lon
 words drowns the few distinctive ones, so the lexical query keeps file names, dotted and compound
 identifiers and code first, then the prose words, up to a term budget.
 
-The dense retriever and the reranker read ``text``. Their tokenizers keep 256 (embedder) and about
-128 (query half of a cross-encoder pair) tokens, roughly the first 1,000 characters, so a text up
-to :data:`CONDENSED_CHARS` is passed as typed. A longer one (a whole log pasted, up to
+The dense retriever and the reranker read ``text``. Their tokenizers keep 256 tokens (embedder) and
+about 128 (the query's half of a cross-encoder pair against a long passage): the first 500 to 1,000
+characters. A text up to :data:`CONDENSED_CHARS` is passed as typed. A longer one (a whole log pasted, up to
 :data:`MAX_QUERY_CHARS`) would only cost tokenizer time, so it is condensed: the opening, which
 states the problem, then the most distinctive lines (exception lines, the outer and inner
 traceback frames, lines dense with code identifiers) in their original order.
@@ -49,7 +49,7 @@ _TRACE_FILE = re.compile(r'File "([^"]+)", line \d+')
 _EXC_NAME = re.compile(r"(?:E\s+)?((?:[A-Za-z_]\w*\.)*)([A-Za-z_]\w*)(?::|$)")
 _EXC_SUFFIX = ("Error", "Exception", "Warning", "Interrupt", "Exit", "Failure", "Fault")
 _EXC_WORDS = re.compile(r"(?:(?:error|fatal|panic)(?:\[\w+\])?:|caused by:|exception in thread\b)", re.I)
-_URL = re.compile(r"\w+://\S*")
+_URL = re.compile(r"\b\w+://\S*")  # \b: one try per word, not one per character
 _KEY_VALUE = re.compile(r"[\w.-]+\s*:\s*\S*$")  # "numpy: 1.21.2", "LC_ALL: None": an environment dump
 _LINE_NUMBER = re.compile(r":\d")  # "at com.x.Y.f(Y.java:12)", "at /src/app.js:3:7"
 
@@ -77,7 +77,8 @@ class PreparedQuery(msgspec.Struct, frozen=True):
 
 
 def _is_compound(token: str) -> bool:
-    return "_" in token.strip("_") or (any(c.isupper() for c in token[1:]) and any(c.islower() for c in token))
+    """snake_case or camelCase/CamelCase (string comparisons, not a loop per character: logs are long)."""
+    return "_" in token.strip("_") or (token[1:].lower() != token[1:] and token.upper() != token)
 
 
 def mentioned_paths(text: str, limit: int = 20) -> tuple[str, ...]:
@@ -112,8 +113,10 @@ def _is_exception_line(line: str) -> bool:
     if not m:
         return False
     name = m.group(2)
-    camel = name[0].isupper() and sum(c.isupper() for c in name) >= 2 and any(c.islower() for c in name)
-    return name.endswith(_EXC_SUFFIX) or (bool(m.group(1)) and camel)
+    if name.endswith(_EXC_SUFFIX):
+        return True
+    # a dotted CamelCase name: pkg.errors.ImproperlyConfigured (a bare "PseudoNetCDF: None" is not)
+    return bool(m.group(1)) and name[0].isupper() and _is_compound(name)
 
 
 def _is_frame_line(line: str) -> bool:
@@ -131,14 +134,14 @@ def _identifier_count(line: str) -> int:
     return len({m.group(0) for m in _DOTTED.finditer(head)} | {t for t in _IDENT.findall(head) if _is_compound(t)})
 
 
-def _opening(text: str) -> str:
-    """The first ``_HEAD_CHARS`` characters, ending at a line break (or a space) when one is near."""
-    if len(text) <= _HEAD_CHARS:
+def _opening(text: str, size: int) -> str:
+    """The first ``size`` characters, ending at a line break (or a space) when one is near."""
+    if len(text) <= size:
         return text
-    head = text[:_HEAD_CHARS]
+    head = text[:size]
     for sep in ("\n", " "):
         cut = head.rfind(sep)
-        if cut >= _HEAD_CHARS // 2:
+        if cut >= size // 2:
             return head[:cut].rstrip()
     return head
 
@@ -153,7 +156,7 @@ def condense_text(text: str, limit: int = CONDENSED_CHARS) -> str:
     """
     if len(text) <= limit:
         return text
-    head = _opening(text)
+    head = _opening(text, min(_HEAD_CHARS, limit))
     start = text.count("\n", 0, len(head)) + 1  # first line that starts after the opening
     seen = {ln.strip()[:_LINE_CHARS] for ln in head.split("\n")}
     lines: list[tuple[int, str]] = []
@@ -179,6 +182,7 @@ def condense_text(text: str, limit: int = CONDENSED_CHARS) -> str:
 
 
 def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
+    """What each retriever reads; ``query`` is at most :data:`MAX_QUERY_CHARS` (callers validate)."""
     text = query.strip()
     paths = mentioned_paths(text)
     if len(text) < LONG_QUERY_CHARS:

@@ -65,8 +65,8 @@ class SearchPorts(Protocol):
 class _Stages:
     """Stage timings of one run, in the order they happened."""
 
-    def __init__(self, prepare_ms: float) -> None:
-        self.ms: dict[str, float] = {"prepare": prepare_ms}
+    def __init__(self, first: str, ms: float) -> None:
+        self.ms: dict[str, float] = {first: ms}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -114,9 +114,7 @@ class SearchPipeline:
 
     async def _run(self, plan: SearchPlan, version: str, budget_s: float | None) -> SearchResult:
         started = time.monotonic()
-        stages = _Stages(plan.prepare_ms)
-        if plan.prepared.condensed:
-            stages.ms["condense"] = plan.prepare_ms
+        stages = _Stages("condense" if plan.prepared.condensed else "prepare", plan.prepare_ms)  # a long report was condensed
         allowed: list[int] | None = None
         if not plan.scope.empty:
             with stages.stage("scope"):

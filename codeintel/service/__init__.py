@@ -1,1 +1,2 @@
-"""HTTP service pieces that do not need Ray: problem details, session scopes, readiness, metrics."""
+"""What the Serve deployments hold, written without Ray: the index backends and their version
+leases, reindex jobs, session scopes, readiness, problem details and metrics."""

@@ -91,18 +91,18 @@ def _like(text: str) -> str:
 def glob_sql(glob: Glob, *, like: bool = True) -> tuple[str, list]:
     """A condition true where the glob matches ``uri``: LIKE when exactly equivalent (and allowed), else RE2."""
     form, text = glob.literal if like and glob.literal else (None, "")
-    t = _like(text)
+    esc = _like(text)
     if form == "under":
-        return "uri LIKE ? ESCAPE '!'", [t + "%"]
+        return "uri LIKE ? ESCAPE '!'", [esc + "%"]
     if form == "path":
-        return "(uri = ? OR uri LIKE ? ESCAPE '!')", [text, t + "/%"]
+        return "(uri = ? OR uri LIKE ? ESCAPE '!')", [text, esc + "/%"]
     if form == "suffix":
-        return "(uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!')", ["%" + t, "%" + t + "/%"]
+        return "(uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!')", ["%" + esc, "%" + esc + "/%"]
     if form == "name":
         return "(uri = ? OR uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!')", [
-            text, t + "/%", "%/" + t, "%/" + t + "/%"]
+            text, esc + "/%", "%/" + esc, "%/" + esc + "/%"]
     if form == "dir":
-        return "(uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!')", [t + "/%", "%/" + t + "/%"]
+        return "(uri LIKE ? ESCAPE '!' OR uri LIKE ? ESCAPE '!')", [esc + "/%", "%/" + esc + "/%"]
     return "regexp_matches(uri, ?)", [glob.re2]
 
 
