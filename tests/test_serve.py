@@ -132,8 +132,8 @@ def test_ready_status_metrics_and_docs(client):
     status = client.get("/v1/status").json()
     assert status["index"]["chunks"] > 0 and status["index"]["contract"]["dim"] == 384
     assert client.get("/healthz").json() == {"status": "ok"}
-    client.post("/v1/search", json={"query": "logging", "k": 1})
-    metrics = client.get("/metrics").text
+    client.post("/faulty/v1/search", json={"query": "logging", "k": 1})  # one ingress replica: its /metrics saw it
+    metrics = client.get("/faulty/metrics").text
     assert "codeintel_stage_seconds_bucket" in metrics and "codeintel_requests_total" in metrics
     assert client.get("/openapi.json").json()["paths"]["/v1/search"]
 
