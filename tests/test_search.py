@@ -116,6 +116,7 @@ def test_the_session_scope_applies_unless_the_request_names_one(searcher):
     ports = Ports(searcher, sessions={"s1": Scope(languages=("javascript",))})
     scoped = run(ports, SearchRequest("renderPage configure_logging", 5, "bm25", session_id="s1"))
     assert {h.uri for h in scoped.hits} == {"web/main.js"} and scoped.scope.languages == ("javascript",)
+    assert "session" in scoped.timings_ms
     explicit = run(ports, SearchRequest("renderPage configure_logging", 5, "bm25", scope=Scope(), session_id="s1"))
     assert "app/logging_setup.py" in {h.uri for h in explicit.hits}
     unknown = run(ports, SearchRequest("renderPage configure_logging", 5, "bm25", session_id="nobody"))

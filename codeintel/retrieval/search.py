@@ -95,16 +95,19 @@ class SearchPipeline:
         ``budget_s`` (an answer's retrieval budget) caps the retriever and rerank timeouts, so an
         answer starts with what is ready when the budget ends."""
         request = request.validate()
+        session_ms = None
         if request.scope is None:
+            t = time.perf_counter()
             scope = await self._session_scope(request.session_id) if request.session_id else None
+            session_ms = elapsed_ms(t) if request.session_id else None
             request = SearchRequest(request.query, request.k, request.mode, scope or Scope(), request.session_id)
         plan = SearchPlan.create(request, self.settings)
         try:
-            return await self._run(plan, await self.ports.pin(), budget_s)
+            return await self._run(plan, await self.ports.pin(), budget_s, session_ms)
         except VersionGoneError:  # a reindex pruned the pinned version before a replica opened it
             if self.metrics:
                 self.metrics.version_retries.inc()
-            return await self._run(plan, await self.ports.pin(), budget_s)
+            return await self._run(plan, await self.ports.pin(), budget_s, session_ms)
 
     async def _session_scope(self, session_id: str) -> Scope | None:
         scope = await _ask(self.ports.session_scope, session_id)
@@ -112,9 +115,11 @@ class SearchPipeline:
             self.metrics.scope_lookups.labels("hit" if scope is not None else "miss").inc()
         return scope
 
-    async def _run(self, plan: SearchPlan, version: str, budget_s: float | None) -> SearchResult:
+    async def _run(self, plan: SearchPlan, version: str, budget_s: float | None, session_ms: float | None) -> SearchResult:
         started = time.monotonic()
         stages = _Stages("condense" if plan.prepared.condensed else "prepare", plan.prepare_ms)  # a long report was condensed
+        if session_ms is not None:
+            stages.ms["session"] = session_ms  # the read of the session's scope from the shared store
         allowed: list[int] | None = None
         if not plan.scope.empty:
             with stages.stage("scope"):
