@@ -25,7 +25,7 @@ import msgspec
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from codeintel.config import Settings  # noqa: E402
+from codeintel.config import MODES, Settings  # noqa: E402
 from codeintel.embedding import create_embedder  # noqa: E402
 from codeintel.indexing.pipeline import Indexer  # noqa: E402
 from codeintel.retrieval.metrics import chunk_hit, file_metrics, percentile  # noqa: E402
@@ -76,7 +76,6 @@ def build_indexes(rows: list[dict], trees: Path, work: Path, settings: Settings,
     return stats
 
 
-MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
 DEPTH = 50  # chunks retrieved per query; files are ranked by first appearance among them
 
 

@@ -56,8 +56,8 @@ def flip(url: str, flips: int) -> dict:
             if (langs != {want}) if want else not {"python", "javascript"} <= langs:
                 stale.append(n)
     return {"flips": flips, "stale": len(stale), "stale_flips": stale,
-            "session_ms": {"p50": percentile(session_ms, 50), "p95": percentile(session_ms, 95)},
-            "search_ms": {"p50": percentile(search_ms, 50), "p95": percentile(search_ms, 95)}}
+            "session_ms": {"p50": percentile(session_ms, 0.5), "p95": percentile(session_ms, 0.95)},
+            "search_ms": {"p50": percentile(search_ms, 0.5), "p95": percentile(search_ms, 0.95)}}
 
 
 def main() -> int:

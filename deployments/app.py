@@ -6,14 +6,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import msgspec
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from codeintel.config import Settings, load_settings
 from codeintel.errors import InputError
 from deployments.components import EmbedderDeployment, FaissShard, Generator, Hydrator, IndexWriter, LexicalRetriever, RerankerDeployment, ScopeStore
 from deployments.ingress import Ingress, IngressConfig
 
-__all__ = ["AppArgs", "Backends", "bind_backends", "bind_ingress", "build_app", "build_graph"]
+__all__ = ["AppArgs", "Backends", "bind_backends", "bind_ingress", "build_app", "build_graph", "deployment_names"]
 
 
 class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -49,15 +49,21 @@ class Backends:
     writer: Application
 
 
+def _shard(cfg: AppArgs, i: int) -> Deployment:
+    return FaissShard.options(name=f"FaissShard{i}", ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0})
+
+
+def deployment_names(cfg: AppArgs) -> set[str]:
+    """The deployments of the graph ``cfg`` describes: the names a serve config may configure."""
+    singles = (Ingress, EmbedderDeployment, LexicalRetriever, Hydrator, RerankerDeployment, ScopeStore, Generator, IndexWriter)
+    return {d.name for d in singles} | {_shard(cfg, i).name for i in range(cfg.num_shards)}
+
+
 def bind_backends(cfg: AppArgs, settings: Settings) -> Backends:
     index = cfg.index_dir
     return Backends(
         embedder=EmbedderDeployment.bind(settings),
-        shards=[
-            FaissShard.options(name=f"FaissShard{i}", ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0})
-            .bind(index, i, cfg.num_shards, cfg.use_gpu or None, settings)
-            for i in range(cfg.num_shards)
-        ],
+        shards=[_shard(cfg, i).bind(index, i, cfg.num_shards, cfg.use_gpu or None, settings) for i in range(cfg.num_shards)],
         lexical=LexicalRetriever.bind(index, settings),
         hydrator=Hydrator.bind(index, settings),
         reranker=RerankerDeployment.bind(settings),

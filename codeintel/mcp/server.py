@@ -10,7 +10,6 @@ caller's ``max_tokens``, with the same data as structured content.
 # no `from __future__ import annotations`: the SDK reads the tools' annotations at runtime
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
