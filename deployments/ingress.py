@@ -27,7 +27,7 @@ from codeintel.config import Settings
 from codeintel.errors import CodeIntelError, Problem, ReplicaLostError
 from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, Mode, SearchRequest
 from codeintel.retrieval.query import PreparedQuery
-from codeintel.retrieval.search import SearchPipeline
+from codeintel.retrieval.search import SearchPipeline, ask_idempotent
 from codeintel.service.metrics import ServiceMetrics
 from codeintel.service.problems import install_problem_handlers
 from codeintel.service.readiness import PROBES, probe_error, readiness, status_headline
@@ -261,23 +261,15 @@ class Ingress:
     @api.post("/v1/chunks")
     async def file_chunks(self, body: ChunksBody) -> Response:
         """The indexed chunks of one file overlapping a line range; 404 when the uri is not an indexed file."""
-        rows, truncated = await self._read(self.hydrator.file_chunks, body.uri, body.start_line, body.end_line, MAX_FILE_CHUNKS)
+        rows, truncated = await ask_idempotent(_remote, self.hydrator.file_chunks, body.uri, body.start_line, body.end_line, MAX_FILE_CHUNKS)
         chunks = [{"id": r.id, "uri": r.uri, "start_line": r.start_line, "end_line": r.end_line, "symbol": r.symbol, "lang": r.lang, "text": r.text} for r in rows]
         return JSONResponse({"uri": rows[0].uri if rows else body.uri, "chunks": chunks, "truncated": truncated})
 
     @api.post("/v1/file")
     async def file_lines(self, body: FileBody) -> Response:
         """Lines of a live indexed file (at most MAX_LINES); 404 when not indexed, 400 when it resolves outside the repo."""
-        lines = await self._read(self.hydrator.file_lines, body.uri, body.start_line, body.end_line, MAX_LINES)
+        lines = await ask_idempotent(_remote, self.hydrator.file_lines, body.uri, body.start_line, body.end_line, MAX_LINES)
         return Response(msgspec.json.encode(lines), media_type="application/json")
-
-    @staticmethod
-    async def _read(method, *args):
-        """A read outside the search pipeline, asked once more when its replica died (as the pipeline does)."""
-        try:
-            return await _remote(method, *args)
-        except ReplicaLostError:
-            return await _remote(method, *args)
 
     # -- reindex ----------------------------------------------------------------------------
     @api.post("/v1/reindex", status_code=202)
@@ -291,7 +283,7 @@ class Ingress:
     @api.get("/v1/reindex/{job_id}")
     async def reindex_job(self, job_id: str) -> JSONResponse:
         """A reindex job: state running|done|failed, stage and progress, the summary once done."""
-        job = await self._read(self.writer.job, job_id)
+        job = await ask_idempotent(_remote, self.writer.job, job_id)
         if job is None:
             raise Problem(404, "Unknown job", f"no reindex job {job_id!r} (the newest ones are kept)")
         return JSONResponse(job)

@@ -27,7 +27,7 @@ from codeintel.storage.catalog import ChunkRow
 from codeintel.storage.dense import merge_best
 from codeintel.storage.scope import Scope
 
-__all__ = ["SearchPorts", "SearchPipeline"]
+__all__ = ["SearchPorts", "SearchPipeline", "ask_idempotent"]
 
 T = TypeVar("T")
 Hits = list[tuple[int, float]]
@@ -77,7 +77,7 @@ class _Stages:
             self.ms[name] = elapsed_ms(t)
 
 
-async def _ask(call: Callable[..., Awaitable[T]], *args: Any) -> T:
+async def ask_idempotent(call: Callable[..., Awaitable[T]], *args: Any) -> T:
     """An idempotent call, asked once more when its replica died under it (Serve routes the second to a live one)."""
     try:
         return await call(*args)
@@ -94,7 +94,6 @@ class SearchPipeline:
 
         ``budget_s`` (an answer's retrieval budget) caps the retriever and rerank timeouts, so an
         answer starts with what is ready when the budget ends."""
-        request = request.validate()
         session_ms = None
         if request.scope is None:
             t = time.perf_counter()
@@ -110,7 +109,7 @@ class SearchPipeline:
             return await self._run(plan, await self.ports.pin(), budget_s, session_ms)
 
     async def _session_scope(self, session_id: str) -> Scope | None:
-        scope = await _ask(self.ports.session_scope, session_id)
+        scope = await ask_idempotent(self.ports.session_scope, session_id)
         if self.metrics:
             self.metrics.scope_lookups.labels("hit" if scope is not None else "miss").inc()
         return scope
@@ -123,21 +122,21 @@ class SearchPipeline:
         allowed: list[int] | None = None
         if not plan.scope.empty:
             with stages.stage("scope"):
-                allowed = await _ask(self.ports.scope_ids, plan.scope, version)
+                allowed = await ask_idempotent(self.ports.scope_ids, plan.scope, version)
         results, skipped = await self._retrieve(plan, allowed, version, min(self.settings.retriever_timeout_s, budget_s or math.inf))
         for result in results:
             stages.ms.update(result.ms)
         with stages.stage("fuse"):
             scores = plan.fuse(results)
         with stages.stage("hydrate"):
-            rows, scores = plan.select(await _ask(self.ports.hydrate, list(scores), plan.scope, version), scores)
+            rows, scores = plan.select(await ask_idempotent(self.ports.hydrate, list(scores), plan.scope, version), scores)
         if plan.reranks and rows:
             timeout = self.settings.rerank_timeout_s
             if budget_s is not None:
                 timeout = max(0.05, min(timeout, budget_s - (time.monotonic() - started)))
             with stages.stage("rerank"):
                 try:
-                    logits = await asyncio.wait_for(_ask(self.ports.rerank, plan.prepared.text, plan.rerank_inputs(rows)), timeout)
+                    logits = await asyncio.wait_for(ask_idempotent(self.ports.rerank, plan.prepared.text, plan.rerank_inputs(rows)), timeout)
                     rows, scores = plan.apply_rerank(rows, scores, logits)
                 except asyncio.TimeoutError:
                     skipped["rerank"] = f"timeout: no answer within {timeout:.2g} s"
@@ -175,26 +174,26 @@ class SearchPipeline:
 
     async def _dense(self, plan: SearchPlan, allowed: list[int] | None, version: str) -> RetrieverResult:
         t = time.perf_counter()
-        vector = await _ask(self.ports.embed, plan.prepared.text)
+        vector = await ask_idempotent(self.ports.embed, plan.prepared.text)
         embed_ms = elapsed_ms(t)
         t = time.perf_counter()
         hits: Hits = []
         if allowed is None or allowed:
             parts: Sequence[Hits] = await asyncio.gather(
-                *(_ask(self.ports.dense, shard, vector, plan.fetch, allowed, version) for shard in range(self.ports.shards))
+                *(ask_idempotent(self.ports.dense, shard, vector, plan.fetch, allowed, version) for shard in range(self.ports.shards))
             )
             hits = merge_best(parts, plan.fetch)
         return RetrieverResult("dense", hits, {"embed": embed_ms, "dense": elapsed_ms(t)})
 
     async def _lexical(self, plan: SearchPlan, allowed: frozenset[int] | None, version: str) -> RetrieverResult:
         t = time.perf_counter()
-        hits = await _ask(self.ports.lexical, plan.prepared, plan.fetch, allowed, version)
+        hits = await ask_idempotent(self.ports.lexical, plan.prepared, plan.fetch, allowed, version)
         return RetrieverResult("bm25", hits, {"bm25": elapsed_ms(t)})
 
     async def _path(self, plan: SearchPlan, allowed: frozenset[int] | None, version: str) -> RetrieverResult:
         t = time.perf_counter()
         hits: Hits = []
         if plan.prepared.paths:
-            ids = await _ask(self.ports.path_ids, plan.prepared.paths, self.settings.path_fetch, version)
+            ids = await ask_idempotent(self.ports.path_ids, plan.prepared.paths, self.settings.path_fetch, version)
             hits = path_hits(ids, allowed, self.settings.path_hits)
         return RetrieverResult("path", hits, {"path": elapsed_ms(t)})
