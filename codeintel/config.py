@@ -13,6 +13,8 @@ from codeintel.errors import ContractMismatchError, InputError
 __all__ = [
     "Mode",
     "MODES",
+    "GeneratorName",
+    "GENERATORS",
     "EmbeddingContract",
     "BGE_SMALL",
     "WalkSettings",
@@ -21,6 +23,8 @@ __all__ = [
     "LexicalSettings",
     "SearchSettings",
     "ServiceSettings",
+    "VLLMSettings",
+    "EnginesSettings",
     "Settings",
     "load_settings",
 ]
@@ -29,6 +33,10 @@ __all__ = [
 # the one list of search modes: the CLI's choices, the HTTP and MCP schemas and validation read it
 Mode = Literal["dense", "bm25", "hybrid", "hybrid+rerank"]
 MODES: tuple[str, ...] = get_args(Mode)
+
+# answer engines, most capable first; one that cannot load falls back to the next
+GeneratorName = Literal["vllm", "llm", "extractive"]
+GENERATORS: tuple[str, ...] = get_args(GeneratorName)
 
 
 class EmbeddingContract(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -39,12 +47,14 @@ class EmbeddingContract(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     """
 
     model_id: str  # the upstream model
-    weights: str  # the exact bundled weights (see codeintel.models.BUNDLED)
+    # the exact weights: a bundled package name (codeintel.models.BUNDLED) for the onnx engine,
+    # a Hugging Face id or local folder for the vllm engine (what ``vllm.LLM(model=...)`` loads)
+    weights: str
     dim: int
     dtype: Literal["float32"] = "float32"
     normalized: bool = True
     metric: Literal["ip"] = "ip"  # inner product on unit vectors == cosine
-    pooling: Literal["cls"] = "cls"
+    pooling: Literal["cls", "last", "mean"] = "cls"  # onnx: "cls" only; "last" suits decoder embedders
     query_prefix: str = ""
     max_tokens: int = 256
 
@@ -156,6 +166,48 @@ class ServiceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_sessions: int = 10_000  # least recently used sessions go first
 
 
+class VLLMSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """vLLM inside the cluster (``generator = "vllm"``): one ``ray.serve.llm`` deployment.
+
+    CPU (the default, vLLM's CPU build): the bundled Qwen2.5-Coder-0.5B converted to a Hugging Face
+    folder. GPU: any chat model by Hugging Face id or local path, ``tensor_parallel_size`` GPUs per
+    replica, one placement-group bundle per GPU worker.
+    """
+
+    model: str = "bundled"  # a Hugging Face id or folder; "bundled": the packaged CPU model
+    served_name: str = "codeintel-llm"
+    device: Literal["cpu", "gpu"] = "cpu"
+    tensor_parallel_size: int = 1
+    dtype: str = "bfloat16"
+    max_model_len: int = 4096
+    max_num_seqs: int = 8
+    max_new_tokens: int = 384
+    temperature: float = 0.1
+    kv_cache_gib: int = 1  # CPU only: vLLM's VLLM_CPU_KVCACHE_SPACE
+    gpu_memory_utilization: float = 0.85  # GPU only
+    cpus_per_replica: float = 1.0
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_ongoing_requests: int = 8  # autoscaling: concurrent answers per replica
+    # structured outputs: the decoder can only emit sentences that end in [n] for a source given
+    cited_by_construction: bool = True
+
+
+class EnginesSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Which runtime serves the embedder and the reranker.
+
+    ONNX (the default) runs the small bundled INT8 models on a few CPU cores, fully offline. vLLM
+    batches continuously and runs on a GPU, which pays off for larger Hugging Face models; the
+    embedder then loads ``embedding.weights`` and the reranker ``reranker_model``.
+    """
+
+    embedder: Literal["onnx", "vllm"] = "onnx"
+    reranker: Literal["onnx", "vllm"] = "onnx"
+    reranker_model: str = "cross-encoder/ms-marco-MiniLM-L-12-v2"  # vllm only: a Hugging Face id or folder
+    vllm_device: Literal["cpu", "gpu"] = "cpu"
+    gpu_memory_utilization: float = 0.3  # GPU only: each engine's share, so both fit beside the LLM
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Every knob, one struct: a TOML file (``--config``) reaches the CLI and every Serve replica alike."""
 
@@ -166,6 +218,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lexical: LexicalSettings = LexicalSettings()
     search: SearchSettings = SearchSettings()
     service: ServiceSettings = ServiceSettings()
+    vllm: VLLMSettings = VLLMSettings()
+    engines: EnginesSettings = EnginesSettings()
     embed_batch_size: int = 16
 
 

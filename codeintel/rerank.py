@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import msgspec
 import numpy as np
 
+from codeintel.config import EnginesSettings
+from codeintel.embedding import load_vllm_pooling
 from codeintel.models import BundledOnnxModel
 
-__all__ = ["RerankerSpec", "MS_MARCO_MINILM_L12", "Reranker", "OnnxCrossEncoder", "create_reranker"]
+__all__ = ["RerankerSpec", "MS_MARCO_MINILM_L12", "Reranker", "OnnxCrossEncoder", "VLLMReranker", "create_reranker"]
 
 
 class RerankerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,5 +61,47 @@ class OnnxCrossEncoder(BundledOnnxModel):
         return query[: encoding.offsets[-2][1]]  # the end of the last token before [SEP]
 
 
-def create_reranker(spec: RerankerSpec = MS_MARCO_MINILM_L12) -> Reranker:
+class VLLMReranker:
+    """A Hugging Face reranker (id or folder) behind vLLM's Score API.
+
+    A cross-encoder (``*ForSequenceClassification`` with one label, or a decoder converted to one
+    with ``convert="classify"`` and ``hf_overrides``) scores each pair jointly and yields raw logits,
+    as the ONNX cross-encoder does; an embedding model yields the cosine of query and passage.
+    """
+
+    def __init__(self, model: str, spec: RerankerSpec | None = None, *, device: Literal["cpu", "gpu"] = "cpu",
+                 gpu_memory_utilization: float = 0.3, **engine_kwargs: Any) -> None:
+        self.spec = spec or RerankerSpec(model_id=model, weights=model)
+        self.llm = load_vllm_pooling(model, max_model_len=self.spec.max_tokens, device=device,
+                                     gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
+        from vllm.pooling_params import PoolingParams
+
+        # a long query keeps at most half the budget, so it never crowds out the passage (a decoder
+        # reranker's prompt is query + passage cut from the right); logits, not sigmoid
+        # probabilities, which saturate and tie at the top of a ranking
+        self._params = PoolingParams(use_activation=False if self.llm.pooling_task == "classify" else None,
+                                     extra_kwargs={"max_tokens_per_query": self.spec.max_tokens // 2})
+        self._tokenization = {"truncate_prompt_tokens": self.spec.max_tokens}
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        if not passages:
+            return np.zeros(0, dtype=np.float32)
+        outputs = self.llm.score(query, list(passages), use_tqdm=False, pooling_params=self._params.clone(),
+                                 tokenization_kwargs=dict(self._tokenization))
+        return np.asarray([o.outputs.score for o in outputs], dtype=np.float32)
+
+    def close(self) -> None:
+        """Stop vLLM's engine process now rather than at garbage collection."""
+        self.llm.llm_engine.engine_core.shutdown()
+
+
+def create_reranker(spec: RerankerSpec = MS_MARCO_MINILM_L12, *,
+                    engine: Literal["onnx", "vllm"] | EnginesSettings = "onnx", model: str | None = None) -> Reranker:
+    """The configured reranker. ``engine`` is a name, or ``Settings.engines`` to also carry vLLM's
+    model, device and memory share; ``model`` overrides the model vLLM loads."""
+    engines = engine if isinstance(engine, EnginesSettings) else EnginesSettings(reranker=engine)
+    if engines.reranker == "vllm":
+        model = model or engines.reranker_model
+        return VLLMReranker(model, RerankerSpec(model_id=model, weights=model, max_tokens=spec.max_tokens),
+                            device=engines.vllm_device, gpu_memory_utilization=engines.gpu_memory_utilization)
     return OnnxCrossEncoder(spec)

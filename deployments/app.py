@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 from ray.serve import Application, Deployment
 
-from codeintel.config import Settings, load_settings
-from codeintel.errors import InputError
+from codeintel.config import GeneratorName, Settings, load_settings
+from codeintel.errors import InputError, ModelUnavailableError
 from deployments.components import EmbedderDeployment, FaissShard, Generator, Hydrator, IndexWriter, LexicalRetriever, RerankerDeployment, ScopeStore
 from deployments.ingress import Ingress, IngressConfig
 
@@ -25,7 +25,9 @@ class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     use_gpu: bool = False  # FAISS shards clone to GPU (and readiness expects them there)
     scope_backend: str = "memory"  # or redis://host:6379/0 (needs the redis extra)
     traces_dir: str | None = None  # where answer traces go (Parquet); None: next to the index
-    generator: str = "extractive"  # or "llm": the bundled CPU model (falls back to extractive)
+    # "extractive" (no model), "llm" (the bundled model in llama.cpp), "vllm" (an LLM deployment of
+    # ray.serve.llm as settings.vllm describes it); a model that cannot load falls back one step
+    generator: GeneratorName = "extractive"
     config: str | None = None  # a settings TOML file, read where the graph is built
     settings: Settings | None = None  # inline settings (serve_config.yaml), instead of config
 
@@ -56,7 +58,23 @@ def _shard(cfg: AppArgs, i: int) -> Deployment:
 def deployment_names(cfg: AppArgs) -> set[str]:
     """The deployments of the graph ``cfg`` describes: the names a serve config may configure."""
     singles = (Ingress, EmbedderDeployment, LexicalRetriever, Hydrator, RerankerDeployment, ScopeStore, Generator, IndexWriter)
-    return {d.name for d in singles} | {_shard(cfg, i).name for i in range(cfg.num_shards)}
+    llm = {"LLM"} if cfg.generator == "vllm" else set()  # deployments.llm.LLM_DEPLOYMENT (importing it imports vLLM)
+    return {d.name for d in singles} | {_shard(cfg, i).name for i in range(cfg.num_shards)} | llm
+
+
+def _generator(cfg: AppArgs, settings: Settings) -> Application:
+    """The Generator, with the LLM deployment bound under it for vllm; without the vllm extra (or
+    its model) the graph answers with llama.cpp and readiness says why."""
+    if cfg.generator != "vllm":
+        return Generator.bind(cfg.generator)
+    try:
+        from codeintel.answer.vllm_engine import resolve_model
+
+        model = resolve_model(settings.vllm)
+        from deployments.llm import llm_app
+    except (ModelUnavailableError, ImportError) as exc:
+        return Generator.bind("llm", fallback=f"vLLM unavailable: {exc}")
+    return Generator.bind("vllm", llm_app(settings.vllm, model), settings, model)
 
 
 def bind_backends(cfg: AppArgs, settings: Settings) -> Backends:
@@ -68,7 +86,7 @@ def bind_backends(cfg: AppArgs, settings: Settings) -> Backends:
         hydrator=Hydrator.bind(index, settings),
         reranker=RerankerDeployment.bind(settings),
         scopes=ScopeStore.bind(cfg.scope_backend, settings),
-        generator=Generator.bind(cfg.generator),
+        generator=_generator(cfg, settings),
         writer=IndexWriter.bind(index, settings),
     )
 

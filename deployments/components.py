@@ -39,7 +39,7 @@ class _Swappable:
 @serve.deployment(name="Embedder", ray_actor_options={"num_cpus": 0.25})
 class EmbedderDeployment:
     def __init__(self, settings: Settings = Settings(), engine: Embedder | None = None) -> None:
-        self.engine = engine or create_embedder(settings.embedding)
+        self.engine = engine or create_embedder(settings.embedding, engine=settings.engines)
         self.engine.embed_queries(["warm up"])  # load the model before taking traffic
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
@@ -83,7 +83,7 @@ class IndexWriter(ReindexJobs):
 @serve.deployment(name="Reranker", ray_actor_options={"num_cpus": 0.25})
 class RerankerDeployment:
     def __init__(self, settings: Settings = Settings(), engine: Reranker | None = None) -> None:
-        self.engine = engine or create_reranker()
+        self.engine = engine or create_reranker(engine=settings.engines)
         self.engine.score("warm", ["up"])
 
     def score(self, query: str, passages: list[str]) -> list[float]:
@@ -122,7 +122,19 @@ class ScopeStore:
 @serve.deployment(name="Generator", ray_actor_options={"num_cpus": 0.25})
 class Generator(GenerationService):
     """Streams answer events; the ingress reads them with ``handle.options(stream=True)``, and
-    Serve cancels the stream (stopping the engine) when the client goes away."""
+    Serve cancels the stream (stopping the engine) when the client goes away.
 
-    def check_health(self) -> None:
-        self.check()
+    ``engine="vllm"``: ``llm`` is the handle of the LLM deployment and ``model`` what it loaded."""
+
+    async def __init__(self, engine: str = "extractive", llm=None, settings: Settings = Settings(),
+                       model: str | None = None, fallback: str | None = None) -> None:
+        factory = None
+        if engine == "vllm":
+            from codeintel.answer.vllm_engine import ServeChat, VLLMEngine
+
+            factory = lambda: VLLMEngine(ServeChat(llm), settings.vllm, model)  # noqa: E731
+        GenerationService.__init__(self, engine, factory, fallback)
+        await self.start()
+
+    async def check_health(self) -> None:
+        await self.check()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import msgspec
 import pytest
+import ray
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from codeintel.answer.vllm_engine import llm_config
 from codeintel.config import Settings
 from codeintel.errors import InputError
 from deployments.app import AppArgs, build_app, deployment_names
@@ -16,16 +20,39 @@ from deployments.app import AppArgs, build_app, deployment_names
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("config", ["serve_config.yaml", "serve_config.gpu.yaml"])
-def test_serve_configs_name_only_deployments_of_the_graph(config):
+@pytest.fixture
+def outside_a_cluster(monkeypatch):
+    """Build graphs the way the cluster does, without a Ray in this process. ray.serve.llm reads the
+    driver's runtime_env while it builds the LLM deployment, and ray.get_runtime_context() would
+    ray.init() a local Ray here to answer (whose SIGSEGV handler then breaks in-process Lucene, see
+    conftest). `serve run`/`serve deploy` build inside the cluster, where that context is real."""
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(runtime_env={}))
+    started = ray.is_initialized()
+    yield
+    assert ray.is_initialized() == started, "building the graph started Ray"
+
+
+@pytest.mark.parametrize("config", ["serve_config.yaml", "serve_config.vllm-cpu.yaml", "serve_config.gpu.yaml"])
+def test_serve_configs_name_only_deployments_of_the_graph(config, outside_a_cluster):
+    """Each config is valid for Ray, its args for the builder, the graph builds (the vllm profiles'
+    LLMConfig included: offline and with no GPU, as the cluster builds it), and every deployment it
+    configures is one the graph has."""
     schema = ServeDeploySchema.model_validate(yaml.safe_load((ROOT / config).read_text()))
     [app] = schema.applications
     args = msgspec.convert(app.args, AppArgs)  # every arg is one the builder knows
     build_app(app.args)
     names = deployment_names(args)
-    configured = {d.name for d in app.deployments}
-    assert configured <= names, configured - names
+    configured = {d.name: d for d in app.deployments}
+    assert configured.keys() <= names, configured.keys() - names
     assert {"Ingress", "IndexWriter", "Hydrator", "LexicalRetriever", "Generator", "FaissShard0"} <= names
+    assert ("LLM" in names) == (args.generator == "vllm")
+    # ray.serve.llm owns the LLM's placement group (settings.vllm): a config entry may not set one
+    assert "LLM" not in configured or not {"placement_group_bundles", "placement_group_strategy"} & configured["LLM"].model_fields_set
+    if args.generator == "vllm" and importlib.util.find_spec("vllm") is not None:
+        vllm = args.resolved_settings().vllm
+        llm = llm_config(vllm, model=vllm.model)
+        assert len(llm.placement_group_config["bundles"]) == (vllm.tensor_parallel_size if vllm.device == "gpu" else 1)
+        assert all(b.get("GPU", 0) == (1 if vllm.device == "gpu" else 0) for b in llm.placement_group_config["bundles"])
 
 
 def test_settings_come_from_a_config_file_or_inline_not_both(tmp_path):

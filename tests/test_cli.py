@@ -174,3 +174,37 @@ def test_ask_reads_the_question_from_stdin(monkeypatch, capsys):
         server.shutdown()
     assert code == 2 and "server said 400: seen" in capsys.readouterr().err
     assert bodies and bodies[0]["query"] == question
+
+
+def test_an_answer_stream_that_stalls_past_timeout_is_one_line_and_exit_2(capsys):
+    """A CPU model's first token can be minutes away: --timeout bounds the wait, without a traceback."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Stalls(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def do_POST(self):
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(3)  # headers, then silence
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalls)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = main(["ask", "q", "--url", f"http://127.0.0.1:{server.server_port}", "--timeout", "0.5"])
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "sent nothing for 0.5 s" in err and "\n" not in err and "Traceback" not in err

@@ -29,7 +29,7 @@ def test_generator_streams_tokens_then_usage_and_counts_stopped_streams():
     assert [e.kind for e in events] == ["usage"] + ["token"] * 3
     assert events[0].data == {"tokens_in": 0, "model_params": {"passages": 3, "lines": 12}}
     asyncio.run(run(2))
-    assert generator.info()["streams"] == {"active": 0, "completed": 1, "stopped": 1}
+    assert asyncio.run(generator.info())["streams"] == {"active": 0, "completed": 1, "stopped": 1}
 
 
 def test_closing_the_stream_stops_the_engine_thread():
@@ -79,7 +79,25 @@ class _BrokenModel:
 
 def test_an_llm_that_cannot_load_falls_back_to_extractive_and_says_why():
     service = GenerationService("llm", llm=_BrokenModel)
-    assert service.info()["model_id"] == "extractive" and "weights missing" in service.fallback
-    service.check()
+    assert asyncio.run(service.info())["model_id"] == "extractive" and "weights missing" in service.fallback
+    asyncio.run(service.check())
     with pytest.raises(ValueError, match="unknown generator engine"):
         GenerationService("gpt")
+
+
+class _VLLMDown:
+    """A vLLM engine whose deployment never answers (bound by the test, as a fault)."""
+
+    model_id, params = "vllm:down", {}
+
+    async def acheck(self, decode: bool = False) -> None:
+        raise ConnectionError("LLM deployment unreachable")
+
+
+def test_a_vllm_engine_that_does_not_answer_falls_back_to_llama_cpp_and_says_why():
+    service = GenerationService("vllm", llm=_VLLMDown)
+    assert asyncio.run(service.info())["model_id"] == "extractive"  # nothing answers before start()
+    asyncio.run(service.start(timeout_s=5))
+    info = asyncio.run(service.info())
+    assert info["model_id"].startswith("Qwen/") and "LLM deployment unreachable" in info["fallback"]
+    asyncio.run(service.check())

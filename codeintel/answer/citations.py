@@ -7,11 +7,26 @@ from typing import Sequence
 
 from codeintel.answer.extractive import Passage
 
-__all__ = ["CitationTracker", "attribute"]
+__all__ = ["CitationTracker", "attribute", "cited_sentences_regex"]
 
 _GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _TAIL = re.compile(r"\[[\d,\s]*$")  # an opening bracket whose citation may still be arriving
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def cited_sentences_regex(sources: int, max_sentences: int = 6, max_chars: int = 300) -> str:
+    """What a decoder constrained to cited answers may emit: 1..``max_sentences`` sentences of at
+    most ``max_chars`` characters, each ending in one or more ``[n]`` with 1 <= n <= ``sources``.
+
+    Sentence text has no brackets and no newline, and ``.``, ``!`` or ``?`` only inside a word
+    (``os.path``, ``1.5``, ``a!=b``): a sentence cannot end before its citation, and the length
+    bound forces the citation to come. "Text. [1]" and "text [1]." both pass. No lookarounds or anchors: vLLM's grammar backends compile
+    this as is."""
+    if sources < 1:
+        raise ValueError("a cited answer needs at least one source")
+    ref = r"\[(?:" + "|".join(str(n) for n in range(sources, 0, -1)) + r")\]"
+    text = r"(?:[^\[\]\n.!?]|[.!?][a-z0-9_(=])"
+    return rf"(?:{text}{{1,{max_chars}}}[.!?]? ?(?:{ref})+\.?){{1,{max_sentences}}}"
 
 
 class CitationTracker:

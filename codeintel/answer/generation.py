@@ -65,20 +65,42 @@ async def stream_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
 
 
 class GenerationService:
-    """``engine``: "extractive" (no model), "llm" (the bundled CPU model; when it cannot load, the
-    service answers extractively and says why in ``fallback``), or an engine object (injected)."""
+    """``engine``: "extractive" (no model), "llm" (the bundled CPU model in llama.cpp), "vllm" (an
+    async engine from ``llm``, checked by :meth:`start`), or an engine object (injected).
 
-    def __init__(self, engine: str | AnswerEngine = "extractive", llm: Callable[[], AnswerEngine] | None = None) -> None:
-        self.fallback: str | None = None
+    A model that cannot load is replaced by the next engine down (vllm -> llama.cpp -> extractive),
+    and ``fallback`` says why: readiness reports it as degraded."""
+
+    def __init__(self, engine: str | AnswerEngine = "extractive", llm: Callable[[], AnswerEngine] | None = None,
+                 fallback: str | None = None) -> None:
+        self.fallback = fallback
         self.streams = {"active": 0, "completed": 0, "stopped": 0}  # stopped: cancelled or failed mid-stream
+        self._pending: Callable[[], AnswerEngine] | None = None
         if not isinstance(engine, str):
             self.engine = engine
         elif engine == "extractive":
             self.engine = ExtractiveEngine()
         elif engine == "llm":
             self.engine = self._load_llm(llm)
+        elif engine == "vllm":
+            self.engine, self._pending = ExtractiveEngine(), llm  # until start() has seen it answer
         else:
-            raise ValueError(f"unknown generator engine {engine!r}: use 'llm' or 'extractive'")
+            raise ValueError(f"unknown generator engine {engine!r}: use 'vllm', 'llm' or 'extractive'")
+
+    async def start(self, timeout_s: float = 900.0) -> None:
+        """Bring up an async engine (vLLM): it must answer a probe within ``timeout_s`` (a first
+        load converts and loads the model), else the service falls back to llama.cpp."""
+        make, self._pending = self._pending, None
+        if make is None:
+            return
+        try:
+            engine = make()
+            await asyncio.wait_for(engine.acheck(decode=True), timeout_s)
+            self.engine = engine
+        except Exception as exc:
+            reason = f"vLLM unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+            self.engine = self._load_llm(None)
+            self.fallback = reason + (f"; {self.fallback}" if self.fallback else "; answering with llama.cpp")
 
     def _load_llm(self, make: Callable[[], AnswerEngine] | None) -> AnswerEngine:
         try:
@@ -91,6 +113,12 @@ class GenerationService:
             self.fallback = f"LLM unavailable, answering extractively: {exc}"
             return ExtractiveEngine()
 
+    def _deltas(self, question: str, passages: list[Passage], usage: dict) -> AsyncIterator[str]:
+        agenerate = getattr(self.engine, "agenerate", None)
+        if agenerate is not None:  # an async engine (vLLM) streams in this event loop
+            return agenerate(question, passages, usage)
+        return stream_in_thread(lambda: self.engine.generate(question, passages, usage))
+
     async def generate(self, question: str, passages: list[Passage]) -> AsyncIterator[AnswerEvent]:
         """A usage event (prompt tokens, model parameters), then token events; usage comes first even
         when the stream stops early, since the prompt is built by the first token."""
@@ -98,7 +126,7 @@ class GenerationService:
         self.streams["active"] += 1
         completed = reported = False
         try:
-            async with aclosing(stream_in_thread(lambda: self.engine.generate(question, passages, usage))) as deltas:
+            async with aclosing(self._deltas(question, passages, usage)) as deltas:
                 async for delta in deltas:
                     if not reported:
                         yield self._usage(usage)
@@ -114,8 +142,15 @@ class GenerationService:
     def _usage(self, usage: dict) -> AnswerEvent:
         return AnswerEvent("usage", {"tokens_in": usage.get("tokens_in", 0), "model_params": self.engine.params})
 
-    def info(self) -> dict:
-        return {"model_id": self.engine.model_id, "fallback": self.fallback, "streams": dict(self.streams)}
+    async def info(self) -> dict:
+        """What readiness shows; ``engine_requests``: requests the engine itself still holds (vLLM)."""
+        unfinished = getattr(self.engine, "unfinished", None)
+        return {"model_id": self.engine.model_id, "fallback": self.fallback, "streams": dict(self.streams),
+                "engine_requests": None if unfinished is None else await unfinished()}
 
-    def check(self) -> None:
-        self.engine.check()
+    async def check(self) -> None:
+        acheck = getattr(self.engine, "acheck", None)
+        if acheck is not None:
+            await acheck()
+        else:
+            await asyncio.to_thread(self.engine.check)

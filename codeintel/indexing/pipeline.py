@@ -113,7 +113,8 @@ class Indexer:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = create_embedder(self.settings.embedding, batch_size=self.settings.embed_batch_size)
+            self._embedder = create_embedder(self.settings.embedding, batch_size=self.settings.embed_batch_size,
+                                             engine=self.settings.engines)
         return self._embedder
 
     def run(

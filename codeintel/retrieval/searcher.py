@@ -54,13 +54,13 @@ class Searcher:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = create_embedder(self.settings.embedding)
+            self._embedder = create_embedder(self.settings.embedding, engine=self.settings.engines)
         return self._embedder
 
     @property
     def reranker(self) -> Reranker:
         if self._reranker is None:
-            self._reranker = create_reranker()
+            self._reranker = create_reranker(engine=self.settings.engines)
         return self._reranker
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", scope: Scope | None = None) -> SearchResult:
