@@ -320,6 +320,7 @@ def _ask(args, deadline: float) -> int:
             if response.status_code != 200:
                 response.read()
                 raise InputError(f"server said {response.status_code}: {response.json().get('detail', response.text[:200])}")
+            mid_line = False
             try:
                 for sse in EventSource(response).iter_sse():
                     if not sse.data:  # nothing to print (e.g. a keep-alive event)
@@ -330,13 +331,16 @@ def _ask(args, deadline: float) -> int:
                         print(f"hit {data['n']}: {data['uri']}:{data['start_line']}-{data['end_line']}{symbol}", flush=True)
                     elif event == "token":
                         print(data["text"], end="", flush=True)
+                        mid_line = not data["text"].endswith("\n")
                     elif event == "citation":
                         how = "draws on" if data.get("attributed") else "cites"  # attributed: matched after the fact
                         print(f"  -> {how} [{data['n']}] {data['uri']}:{data['start_line']}-{data['end_line']}", flush=True)
+                        mid_line = False
                     elif event == "error":
                         print(f"error: {data['message']}", file=sys.stderr, flush=True)
                     elif event == "done":
-                        print(flush=True)  # end the answer's line
+                        if mid_line:  # a model's text rarely ends in a newline: end its line first
+                            print(flush=True)
                         print(f"done: trace {data['trace_id']}, {data['hits']} hits, {data['ms']:.0f} ms ({data['mode']})", flush=True)
             except SSEError as exc:  # a 200 that is not an event stream: --url points at something else
                 raise InputError(f"server at {args.url} did not answer with an event stream: {exc}") from None
