@@ -128,9 +128,7 @@ async def _vllm_runs(engine, prompts, constrained: bool, concurrency: int) -> li
 
     async def one(prompt):
         async with gate:
-            request = engine.request(prompt.messages, len(prompt.passages))
-            if not constrained:
-                request.pop("structured_outputs", None)
+            request = engine.request(prompt.messages, len(prompt.passages) if constrained else 0)  # 0 sources: free decoding
             start, first, deltas = time.perf_counter(), None, []
             async for chunk in engine.chat(request):
                 for delta in chat_deltas(chunk):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
@@ -142,7 +141,6 @@ class VLLMEngine:
         self.params = {"engine": "vllm", "model": self.model, "temperature": settings.temperature,
                        "max_new_tokens": settings.max_new_tokens, "context_window": settings.max_model_len,
                        "cited_by_construction": settings.cited_by_construction}
-        self._progress = time.monotonic()
 
     def request(self, messages: list[dict], sources: int, max_tokens: int | None = None) -> dict:
         """The OpenAI chat request; constrained to cited sentences when there are sources to cite."""
@@ -159,7 +157,6 @@ class VLLMEngine:
             usage["tokens_in"] = prompt.prompt_tokens
         async for chunk in self.chat(self.request(prompt.messages, len(prompt.passages))):
             for delta in chat_deltas(chunk):
-                self._progress = time.monotonic()
                 yield delta
 
     async def unfinished(self) -> int | None:
