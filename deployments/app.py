@@ -66,14 +66,14 @@ def _generator(cfg: AppArgs, settings: Settings) -> Application:
     """The Generator, with the LLM deployment bound under it for vllm; without the vllm extra (or
     its model) the graph answers with llama.cpp and readiness says why."""
     if cfg.generator != "vllm":
-        return Generator.bind(cfg.generator)
+        return Generator.bind(cfg.generator, settings=settings)
     try:
         from codeintel.answer.vllm_engine import resolve_model
 
         model = resolve_model(settings.vllm)
         from deployments.llm import llm_app
     except (ModelUnavailableError, ImportError) as exc:
-        return Generator.bind("llm", fallback=f"vLLM unavailable: {exc}")
+        return Generator.bind("llm", settings=settings, fallback=f"vLLM unavailable: {exc}")
     return Generator.bind("vllm", llm_app(settings.vllm, model), settings, model)
 
 

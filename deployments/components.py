@@ -132,8 +132,8 @@ class Generator(GenerationService):
         if engine == "vllm":
             from codeintel.answer.vllm_engine import ServeChat, VLLMEngine
 
-            factory = lambda: VLLMEngine(ServeChat(llm), settings.vllm, model)  # noqa: E731
-        GenerationService.__init__(self, engine, factory, fallback)
+            factory = lambda: VLLMEngine(ServeChat(llm), settings.vllm, model, settings.answer)  # noqa: E731
+        GenerationService.__init__(self, engine, factory, fallback, settings)
         await self.start()
 
     async def check_health(self) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from codeintel.answer.citations import CitationTracker
 from codeintel.answer.extractive import Passage
 
@@ -36,3 +38,22 @@ def test_attribution_points_an_uncited_answer_at_the_passages_it_used():
     assert [p.n for p in attribute(answer, passages)] == [1]
     assert [p.n for p in attribute("It calls send_request on the HttpClient.", passages)] == [2]
     assert attribute("The file is opened and parsed.", passages) == []  # prose alone attributes nothing
+
+
+def test_citation_grammars_name_only_the_given_sources_and_allow_a_refusal():
+    import re
+
+    from codeintel.answer.citations import REFUSAL, cited_sentences_gbnf, cited_sentences_regex
+
+    regex = cited_sentences_regex([1, 4])  # hit numbers, gaps allowed
+    assert re.fullmatch(regex, "It renames the file into place [4]. Readers see the old one [1][4].")
+    assert not re.fullmatch(regex, "It renames the file into place [2].")
+    assert not re.fullmatch(regex, "Bare runs [1] [4] [1].")  # a sentence needs words before its citation
+    assert re.fullmatch(regex, f"{REFUSAL} how tokens are refreshed.")
+    assert not re.fullmatch(regex, "I cannot tell.")
+    grammar = cited_sentences_gbnf([1, 4])
+    assert 'ref ::= "[4]" | "[1]"' in grammar and f'refusal ::= "{REFUSAL} "' in grammar
+    assert "sentence ::= char{12,300}" in grammar and grammar.startswith("root ::= cited | refusal")
+    for build in (cited_sentences_regex, cited_sentences_gbnf):
+        with pytest.raises(ValueError):
+            build([])

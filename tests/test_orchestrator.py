@@ -112,3 +112,45 @@ def test_failures_become_error_events():
 
     events = collect(AnswerOrchestrator(broken, extractive, "extractive"), AnswerRequest(SearchRequest(query="q")))
     assert events == [("error", {"message": "RuntimeError: index went away", "status": 500})]
+
+
+def scripted(usage: dict, *deltas: str):
+    """A generate() that reports ``usage`` first (as the Generator does), then the given text."""
+
+    def generate(question, passages):
+        async def gen():
+            yield usage
+            for delta in deltas:
+                yield delta
+
+        return gen()
+
+    return generate
+
+
+def test_citations_carry_the_lines_the_prompt_showed_under_the_hits_numbers():
+    from codeintel.answer.extractive import Passage
+
+    shown = [Passage(3, "f3.py", 2, 2, "s3", "b"), Passage(1, "f1.py", 1, 2, "s1", "a\nb")]  # cut windows, hit numbers
+    generate = scripted({"tokens_in": 9, "passages": shown}, "It reads b [3]", ". Then a [1].")
+    events = collect(AnswerOrchestrator(search_ok, generate, "m"), AnswerRequest(SearchRequest(query="q")))
+    citations = [d for k, d in events if k == "citation"]
+    assert [(c["n"], c["uri"], c["start_line"], c["end_line"]) for c in citations] == [(3, "f3.py", 2, 2), (1, "f1.py", 1, 2)]
+    assert [c["n"] for c in events[-1][1]["cited"]] == [3, 1]
+
+
+def test_a_refusal_is_not_attributed_to_sources():
+    from codeintel.answer.citations import REFUSAL
+
+    async def search(request, budget_s=None):
+        hit = Hit(id=1, uri="cfg.py", start_line=1, end_line=2, lang="python", symbol="load_config",
+                  score=1.0, text="def load_config(path):\n    return json_file(path)", ranks={})
+        return SearchResult(query="q", mode="hybrid", hits=[hit], files=[], timings_ms={}, retrievers={}, version="v")
+
+    def ask(text):
+        events = collect(AnswerOrchestrator(search, scripted({"tokens_in": 9}, text), "m"), AnswerRequest(SearchRequest(query="q")))
+        return [d for k, d in events if k == "citation"]
+
+    # names the hit's symbol, yet used nothing: no citation; an uncited answer naming it still is pointed at it
+    assert ask(f"{REFUSAL} how load_config reads YAML.") == []
+    assert [(c["uri"], c["attributed"]) for c in ask("It calls load_config, which reads json_file.")] == [("cfg.py", True)]

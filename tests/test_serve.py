@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -182,6 +183,15 @@ def test_failing_retriever_gives_a_complete_llm_answer_with_the_fallback_traced(
     done = events[-1][1]
     assert done["mode"].startswith("Qwen/") and done["fallbacks"] == ["bm25"]
     assert done["usage"]["tokens_in"] > 100 and done["usage"]["tokens_out"] > 0
+    # cited by construction: every [n] names a hit, and each citation lies within that file's hit lines
+    # (hits of one file that touch are merged into one source under the first one's number)
+    hits = {d["n"]: d for k, d in events if k == "hit"}
+    text = "".join(d["text"] for k, d in events if k == "token")
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", text)} <= set(hits), text
+    for c in (d for k, d in events if k == "citation"):
+        same_file = [h for h in hits.values() if h["uri"] == c["uri"]]
+        assert hits[c["n"]]["uri"] == c["uri"], (c, hits)
+        assert min(h["start_line"] for h in same_file) <= c["start_line"] <= c["end_line"] <= max(h["end_line"] for h in same_file)
     row = wait_for_trace(lambda r: r["trace_id"] == done["trace_id"])
     assert row["fallbacks"] == ["bm25"] and row["error"] is None and row["model_id"] == done["mode"]
     assert row["tokens_in"] == done["usage"]["tokens_in"] and row["model_params"]["max_new_tokens"] > 0

@@ -53,6 +53,20 @@ def test_gitignore_can_be_disabled_and_extra_excludes_apply(tmp_path):
     assert uris(result) == [".gitignore", "a.txt", "c.py"]
 
 
+def test_files_gitattributes_marks_generated_or_vendored_are_skipped(tmp_path):
+    root = write_tree(tmp_path, {
+        ".gitattributes": "# results\n\nresults/** linguist-generated\nthird/*.py linguist-vendored=true\n"
+                          "keep/*.py -linguist-generated\n*.py text eol=lf\n",
+        "results/run.json": "{}\n", "results/deep/a.md": "# a\n", "third/lib.py": "x = 1\n",
+        "keep/k.py": "k = 1\n", "src/a.py": "a = 1\n",
+    })
+    result = discover(root, WalkSettings())
+    assert uris(result) == [".gitattributes", "keep/k.py", "src/a.py"]
+    assert {s.uri: s.reason for s in result.skipped} == {"results/run.json": "generated", "results/deep/a.md": "generated",
+                                                         "third/lib.py": "generated"}
+    assert "results/run.json" in uris(discover(root, WalkSettings(respect_gitattributes=False)))
+
+
 def test_skips_binary_large_minified_data_and_symlinks_with_reasons(tmp_path):
     root = write_tree(
         tmp_path,

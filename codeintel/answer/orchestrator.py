@@ -15,7 +15,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import msgspec
 
-from codeintel.answer.citations import CitationTracker, attribute
+from codeintel.answer.citations import REFUSAL, CitationTracker, attribute
 from codeintel.answer.extractive import Passage
 from codeintel.answer.traces import AnswerTrace, TraceWriter, now
 from codeintel.errors import problem_of
@@ -71,13 +71,16 @@ class AnswerOrchestrator:
             passages = [Passage(n, h.uri, h.start_line, h.end_line, h.symbol, h.text) for n, h in enumerate(result.hits, 1)]
             for p, hit in zip(passages, result.hits, strict=True):
                 yield "hit", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line, "symbol": p.symbol, "score": hit.score}
-            tracker = CitationTracker(passages)
+            shown, tracker = passages, CitationTracker(passages)
             deadline = time.perf_counter() + request.generation_budget_s
             stream = self.generate(request.search.query, passages)
             try:
                 async for delta in stream:
                     if isinstance(delta, dict):  # the engine's usage: prompt tokens, model parameters
                         usage = delta
+                        if delta.get("passages"):  # what the prompt showed: the lines cited, under the hits' numbers
+                            shown = list(delta["passages"])
+                            tracker = CitationTracker(shown)
                         continue
                     if ttft_ms is None:
                         ttft_ms = (time.perf_counter() - t0) * 1000
@@ -94,7 +97,9 @@ class AnswerOrchestrator:
                 await _aclose(stream)
             for p in tracker.finish():
                 yield "citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line}
-            attributed = [] if tracker.cited else attribute("".join(answer), passages)
+            text = "".join(answer)
+            # an answer that cited nothing is pointed at what it evidently used; a refusal used nothing
+            attributed = [] if tracker.cited or text.lstrip().startswith(REFUSAL) else attribute(text, shown)
             for p in attributed:  # the answer cited nothing: point at the passages it evidently used
                 yield "citation", {"n": p.n, "uri": p.uri, "start_line": p.start_line, "end_line": p.end_line, "attributed": True}
             seconds = time.perf_counter() - t0

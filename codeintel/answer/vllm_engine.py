@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 from codeintel.answer.citations import cited_sentences_regex
 from codeintel.answer.extractive import Passage
 from codeintel.answer.prompt import build_prompt
-from codeintel.config import VLLMSettings
+from codeintel.config import AnswerSettings, VLLMSettings
 from codeintel.errors import ModelUnavailableError
 
 __all__ = ["VLLMEngine", "ServeChat", "llm_config", "resolve_model", "chat_deltas"]
@@ -132,9 +132,11 @@ def _tokenizer_counter(model: str) -> Callable[[str], int]:
 class VLLMEngine:
     """An async answer engine: prompt in this process, decoding in the vLLM deployment."""
 
-    def __init__(self, chat: ChatFn, settings: VLLMSettings = VLLMSettings(), model: str | None = None) -> None:
+    def __init__(self, chat: ChatFn, settings: VLLMSettings = VLLMSettings(), model: str | None = None,
+                 answer: AnswerSettings = AnswerSettings()) -> None:
         self.chat = chat
         self.settings = settings
+        self.answer = answer
         self.model = model or resolve_model(settings)
         self.model_id = f"vllm:{settings.served_name}"
         self.count_tokens = _tokenizer_counter(self.model)
@@ -142,8 +144,8 @@ class VLLMEngine:
                        "max_new_tokens": settings.max_new_tokens, "context_window": settings.max_model_len,
                        "cited_by_construction": settings.cited_by_construction}
 
-    def request(self, messages: list[dict], sources: int, max_tokens: int | None = None) -> dict:
-        """The OpenAI chat request; constrained to cited sentences when there are sources to cite."""
+    def request(self, messages: list[dict], sources: Sequence[int], max_tokens: int | None = None) -> dict:
+        """The OpenAI chat request; constrained to sentences citing ``sources`` (numbers) when there are any."""
         body = {"model": self.settings.served_name, "messages": messages, "stream": True,
                 "max_tokens": max_tokens or self.settings.max_new_tokens, "temperature": self.settings.temperature}
         if self.settings.cited_by_construction and sources:
@@ -152,10 +154,11 @@ class VLLMEngine:
 
     async def agenerate(self, question: str, passages: Sequence[Passage], usage: dict | None = None) -> AsyncIterator[str]:
         s = self.settings
-        prompt = build_prompt(question, passages, self.count_tokens, s.max_model_len, s.max_new_tokens)
+        prompt = build_prompt(question, passages, self.count_tokens, s.max_model_len, s.max_new_tokens, self.answer,
+                              example=self.answer.worked_example or not s.cited_by_construction)
         if usage is not None:
-            usage["tokens_in"] = prompt.prompt_tokens
-        async for chunk in self.chat(self.request(prompt.messages, len(prompt.passages))):
+            usage.update(tokens_in=prompt.prompt_tokens, passages=prompt.passages)
+        async for chunk in self.chat(self.request(prompt.messages, [p.n for p in prompt.passages])):
             for delta in chat_deltas(chunk):
                 yield delta
 
@@ -170,7 +173,7 @@ class VLLMEngine:
         if not decode and alive is not None:
             return await alive()
         deltas = []
-        async for chunk in self.chat(self.request([{"role": "user", "content": "Say OK."}], 0, max_tokens=1)):
+        async for chunk in self.chat(self.request([{"role": "user", "content": "Say OK."}], [], max_tokens=1)):
             deltas += chat_deltas(chunk)
         if not deltas:
             raise RuntimeError("vLLM produced no token for a health probe")

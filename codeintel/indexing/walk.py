@@ -111,6 +111,23 @@ def _exclude_spec(settings: WalkSettings) -> pathspec.PathSpec:
         raise InputError(f"malformed exclude pattern {exc.pattern!r}: {exc.reason}") from None
 
 
+_GENERATED_ATTRIBUTES = frozenset(f"linguist-{a}{v}" for a in ("generated", "vendored") for v in ("", "=true"))
+
+
+def _generated_spec(root: Path) -> pathspec.PathSpec:
+    """Files the root .gitattributes marks ``linguist-generated`` or ``linguist-vendored``: the
+    convention GitHub uses to keep generated output and vendored code out of diffs and search."""
+    path = root / ".gitattributes"
+    if not path.is_file() or path.is_symlink():
+        return _spec([])
+    patterns = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        pattern, *attributes = line.split() or ["#"]
+        if not pattern.startswith("#") and _GENERATED_ATTRIBUTES.intersection(attributes):
+            patterns.append(pattern)
+    return _spec(patterns)
+
+
 @dataclass
 class _Frame:
     entries: list[os.DirEntry]
@@ -122,13 +139,15 @@ class _Frame:
 def discover(root: Path, settings: WalkSettings) -> WalkResult:
     """Every file under root that passes gitignore, excludes and the size limit, in path order.
 
-    Nested .gitignore files apply to their own subtree, as git does. Symlinks are not followed
+    Nested .gitignore files apply to their own subtree, as git does; files the root .gitattributes
+    marks generated or vendored are skipped. Symlinks are not followed
     (no loops, nothing outside the repository); FIFOs, sockets and devices are skipped, and so are
     names that are not UTF-8. The walk keeps its own stack, so any nesting depth is fine.
     """
     root = Path(os.path.realpath(root))  # load() checks that what it opens is still the path found here
     result = WalkResult()
     excludes = _exclude_spec(settings)
+    generated = _generated_spec(root) if settings.respect_gitattributes else _spec([])
     # (directory prefix relative to root, spec) for each .gitignore seen on the way down
     ignore_stack: list[tuple[str, pathspec.PathSpec]] = []
 
@@ -191,7 +210,7 @@ def discover(root: Path, settings: WalkSettings) -> WalkResult:
         except OSError:
             result.skipped.append(Skipped(rel, "unreadable"))
             continue
-        kind = unindexable_kind(rel)
+        kind = unindexable_kind(rel) or ("generated" if generated.match_file(rel) else None)
         if kind:
             result.skipped.append(Skipped(rel, kind))
         elif size > settings.max_file_bytes:

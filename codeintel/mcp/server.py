@@ -197,7 +197,8 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
             raise ServiceError("; ".join(errors) or "the server ended the answer without text")
         await progress("done")
         budget = max_tokens * 4
-        refs = [{"n": s["n"], "uri": s["uri"], "start_line": s["start_line"], "end_line": s["end_line"],
+        # a cited source shows the lines the model was given (a window of the hit's chunk)
+        refs = [{"n": s["n"], "uri": s["uri"], "start_line": cited.get(s["n"], s)["start_line"], "end_line": cited.get(s["n"], s)["end_line"],
                  "symbol": s.get("symbol", ""), "cited": s["n"] in cited,
                  "attributed": bool(cited.get(s["n"], {}).get("attributed"))} for s in sources]  # matched after the fact
         lines = [f"[{r['n']}] {r['uri']}:{r['start_line']}-{r['end_line']}" + (f"  {r['symbol']}" if r["symbol"] else "")

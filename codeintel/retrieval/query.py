@@ -23,7 +23,7 @@ import re
 import msgspec
 
 __all__ = [
-    "PreparedQuery", "prepare_query", "condense_text", "mentioned_paths", "is_auxiliary_path",
+    "PreparedQuery", "prepare_query", "condense_text", "mentioned_paths", "is_auxiliary_path", "query_terms",
     "LONG_QUERY_CHARS", "MAX_QUERY_CHARS", "CONDENSED_CHARS",
 ]
 
@@ -179,6 +179,22 @@ def condense_text(text: str, limit: int = CONDENSED_CHARS) -> str:
         if budget < 2:
             break
     return "\n".join([head, *(chosen[n] for n in sorted(chosen))])
+
+
+_PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+
+
+def query_terms(text: str) -> frozenset[str]:
+    """The informative words of ``text``, identifiers split into their parts (``publish_version`` ->
+    publish, version; ``IndexWriter`` -> index, writer), lowercased and cut to 6 characters so that
+    "published" meets "publish"."""
+    terms = set()
+    for token in _IDENT.findall(text):
+        for part in {token, *_PARTS.findall(token)}:
+            key = part.lower()
+            if len(key) >= 3 and key not in _STOP:
+                terms.add(key[:6])
+    return frozenset(terms)
 
 
 def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
