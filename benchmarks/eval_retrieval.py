@@ -139,9 +139,9 @@ def summarize(per_query: list[dict], modes: list[str]) -> dict:
     return summary
 
 
-def write_outputs(summary: dict, per_query: list[dict], out: Path, command: str, index_stats: dict) -> None:
+def write_outputs(summary: dict, per_query: list[dict], out: Path, command: str, index_stats: dict, tag: str | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d")
+    stamp = time.strftime("%Y-%m-%d") + (f"-{tag}" if tag else "")
     (out / f"retrieval-{stamp}.json").write_text(json.dumps({"command": command, "index": index_stats, "summary": summary, "queries": per_query}, indent=1) + "\n")
     lines = [f"# Retrieval evaluation {stamp}", "", f"`{command}`", ""]
     for task, modes in summary.items():
@@ -197,9 +197,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--rerank-depth", type=int, help="chunks re-scored by the cross-encoder (default: the searcher's)")
     parser.add_argument("--rerank-weight", type=float, help="weight of the cross-encoder's order in the final fusion")
+    parser.add_argument("--symbol-hits", type=int, help="definitions of the query's names fused into hybrid (0: no symbol retriever)")
+    parser.add_argument("--tag", help="results file suffix")
     args = parser.parse_args()
 
-    search = {k: v for k, v in {"rerank_depth": args.rerank_depth, "rerank_weight": args.rerank_weight}.items() if v is not None}
+    search = {k: v for k, v in {"rerank_depth": args.rerank_depth, "rerank_weight": args.rerank_weight,
+                                          "symbol_hits": args.symbol_hits}.items() if v is not None}
     settings = Settings(search=msgspec.structs.replace(Settings().search, **search))
     embedder = create_embedder(settings.embedding, batch_size=settings.embed_batch_size)
     rows = load_rows(args.jsonl, args.task, args.repo, args.limit)
@@ -210,7 +213,7 @@ def main() -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     summary, per_query = evaluate(rows, args.work, modes, settings, embedder)
     command = "python benchmarks/eval_retrieval.py " + " ".join(sys.argv[1:])
-    write_outputs(summary, per_query, args.out, command, stats)
+    write_outputs(summary, per_query, args.out, command, stats, args.tag)
     print(json.dumps(summary, indent=1))
     return 0
 

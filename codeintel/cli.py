@@ -14,7 +14,7 @@ from typing import Sequence
 
 import msgspec
 
-from codeintel.config import GENERATORS, MODES
+from codeintel.config import DEFAULT_MODE, GENERATORS, MODES
 from codeintel.errors import CodeIntelError, InputError, ServiceError
 
 __all__ = ["main"]
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", help="what to find; '-' reads it from stdin (a pasted issue or log longer than argv allows)")
     _index_arg(p)
     p.add_argument("-k", "--k", type=int, default=10, help="number of hits (default 10)")
-    p.add_argument("--mode", default="hybrid+rerank", choices=MODES)
+    p.add_argument("--mode", default=DEFAULT_MODE, choices=MODES)
     p.add_argument("--files", action="store_true", help="list files (best chunk each) instead of chunks")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only paths matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="drop paths matching (repeatable)")

@@ -23,7 +23,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from codeintel.answer.extractive import Passage
 from codeintel.answer.orchestrator import AnswerOrchestrator, AnswerRequest
 from codeintel.answer.traces import TraceWriter
-from codeintel.config import Settings
+from codeintel.config import DEFAULT_MODE, Settings
 from codeintel.errors import CodeIntelError, Problem, ReplicaLostError
 from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, Mode, SearchRequest
 from codeintel.retrieval.query import PreparedQuery
@@ -59,7 +59,7 @@ class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     k: int = Field(default=10, ge=1, le=MAX_K)
-    mode: Mode = "hybrid+rerank"
+    mode: Mode = DEFAULT_MODE
     scope: ScopeBody | None = Field(default=None, description="overrides the session's stored scope (X-Session-ID) for this request")
 
     def request(self, session_id: str | None) -> SearchRequest:
@@ -90,6 +90,18 @@ class FileBody(BaseModel):
     uri: str = Field(min_length=1, max_length=4096)
     start_line: int = Field(default=1, ge=1, le=2**31 - 1)
     end_line: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
+class SymbolBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    symbol: str = Field(min_length=1, max_length=512, description="a name (`publish`), or qualified (`IndexLayout.publish`, `pkg.mod.Class`)")
+    limit: int = Field(default=20, ge=1, le=200)
+    scope: ScopeBody | None = Field(default=None, description="overrides the session's stored scope (X-Session-ID) for this request")
+
+
+class OutlineBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    uri: str = Field(min_length=1, max_length=4096)
 
 
 MAX_FILE_CHUNKS = 200  # chunks one /v1/chunks answer holds at most
@@ -158,6 +170,9 @@ class _ServePorts:
 
     async def path_ids(self, paths: tuple[str, ...], limit: int, version: str) -> list[int]:
         return await _remote(self.ingress.hydrator.ids_for_paths, paths, limit, version)
+
+    async def symbol_ids(self, names: tuple[str, ...], version: str) -> list[int]:
+        return await _remote(self.ingress.hydrator.symbol_ids, names, version)
 
     async def hydrate(self, ids: list[int], scope: Scope, version: str) -> list[ChunkRow]:
         return await _remote(self.ingress.hydrator.query_by_ids, ids, scope, version)
@@ -270,6 +285,31 @@ class Ingress:
         """Lines of a live indexed file (at most MAX_LINES); 404 when not indexed, 400 when it resolves outside the repo."""
         lines = await ask_idempotent(_remote, self.hydrator.file_lines, body.uri, body.start_line, body.end_line, MAX_LINES)
         return Response(msgspec.json.encode(lines), media_type="application/json")
+
+    # -- the code graph -----------------------------------------------------------------------
+    async def _scope(self, body: SymbolBody, session_id: str | None) -> Scope:
+        if body.scope is not None:
+            scope = body.scope.to_scope()
+        else:
+            scope = await ask_idempotent(_remote, self.scopes.get, session_id) if session_id else None
+        return scope or Scope()
+
+    @api.post("/v1/definitions")
+    async def definitions(self, body: SymbolBody, x_session_id: str | None = SessionHeader) -> JSONResponse:
+        """Where a symbol is defined (classes and functions first, then methods, non-test code first), from the code graph."""
+        found = await ask_idempotent(_remote, self.hydrator.definitions, body.symbol, await self._scope(body, x_session_id), body.limit)
+        return JSONResponse({"symbol": body.symbol, "definitions": found})
+
+    @api.post("/v1/references")
+    async def references(self, body: SymbolBody, x_session_id: str | None = SessionHeader) -> JSONResponse:
+        """Where a symbol's name is called, imported or subclassed, with the enclosing definition and the line."""
+        found = await ask_idempotent(_remote, self.hydrator.references, body.symbol, await self._scope(body, x_session_id), body.limit)
+        return JSONResponse({"symbol": body.symbol, "references": found, "truncated": len(found) == body.limit})
+
+    @api.post("/v1/outline")
+    async def outline(self, body: OutlineBody) -> JSONResponse:
+        """The definitions of one indexed file with their lines; 404 when the uri is not an indexed file."""
+        return JSONResponse({"uri": body.uri, "definitions": await ask_idempotent(_remote, self.hydrator.outline, body.uri)})
 
     # -- reindex ----------------------------------------------------------------------------
     @api.post("/v1/reindex", status_code=202)

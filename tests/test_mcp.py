@@ -169,7 +169,7 @@ def test_stdio_search_read_and_scope(serve_url):
     search, chunk, lines, no_scope, set_, got, scoped, override, cleared, status, estimate = anyio.run(main)
     for result in (search, chunk, lines, no_scope, set_, got, scoped, override, cleared, status, estimate):
         assert not result.is_error, text(result)
-    assert text(search).startswith("3 hits (hybrid+rerank; scope: none)") and "[1] app/config.py:" in text(search) and "load_config" in text(search)
+    assert text(search).startswith("3 hits (hybrid; scope: none)") and "[1] app/config.py:" in text(search) and "load_config" in text(search)
     assert len(text(search)) <= 400 * CHARS_PER_TOKEN
     assert search.structured_content["hits"][0]["uri"] == "app/config.py" and search.structured_content["total_hits"] == 3
     assert "send_request" in text(chunk) and all(c["uri"] == "app/http_client.py" for c in chunk.structured_content["chunks"])
@@ -186,6 +186,29 @@ def test_stdio_search_read_and_scope(serve_url):
     assert data["freshness"]["built_at"] and data["dense_vectors"] == data["repos"][0]["chunks"]
     assert estimate.structured_content["index"] == str(STATE["index"])  # compared with the served index
     assert estimate.structured_content["files"] >= 5 and text(estimate).startswith("dry run: repo: ")
+
+
+@pytest.mark.integration
+def test_stdio_graph_tools_find_definitions_references_and_outlines(serve_url):
+    async def main():
+        async with Client(stdio(serve_url)) as client:
+            return [await client.call_tool(name, args) for name, args in (
+                ("find_definition", {"symbol": "HttpClient.send_request"}),
+                ("find_references", {"symbol": "getLogger"}),
+                ("file_outline", {"uri": "app/http_client.py"}),
+                ("find_definition", {"symbol": "renderPage", "languages": ["python"]}),
+                ("file_outline", {"uri": "app/nowhere.py"}),
+            )]
+
+    definition, references, outline, scoped_out, unknown = anyio.run(main)
+    for result in (definition, references, outline, scoped_out):
+        assert not result.is_error, text(result)
+    assert text(definition) == "1 definition of 'HttpClient.send_request'\napp/http_client.py:8-14  method app.http_client.HttpClient.send_request"
+    assert text(references) == ("1 reference to 'getLogger' (calls, imports, subclasses, matched by name)\n"
+                                "app/logging_setup.py:6  call in app.logging_setup.configure_logging  | logger = logging.getLogger(__name__)")
+    assert text(outline) == ("app/http_client.py: 3 definitions\n1-14  class HttpClient\n  4-6  method __init__\n  8-14  method send_request")
+    assert scoped_out.structured_content["total"] == 0  # the call's scope applied
+    assert unknown.is_error and "not a file of the index" in text(unknown)
 
 
 @pytest.mark.integration

@@ -189,6 +189,9 @@ def test_incompatible_format_version_is_rejected(small_repo, tmp_path, embedder)
     paths.manifest.write_bytes(msgspec.json.encode(raw))
     with pytest.raises(IndexFormatError, match="format version 99"):
         Searcher(tmp_path / "idx", embedder=embedder)
+    report = Indexer(embedder=embedder).run(small_repo, tmp_path / "idx")  # indexing again builds afresh
+    assert report.changed_files == report.files and report.version != paths.name
+    Searcher(tmp_path / "idx", embedder=embedder).close()
 
 
 def test_dry_run_writes_nothing_and_estimates(small_repo, tmp_path, embedder):

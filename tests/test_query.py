@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from codeintel.retrieval.query import mentioned_paths, prepare_query
+import pytest
+
+from codeintel.retrieval.query import mentioned_paths, mentioned_symbols, prepare_query
 
 
 def test_short_queries_pass_through():
@@ -34,9 +36,19 @@ def test_long_issue_condensed_with_identifiers_first_and_bounded():
 
 
 # -- long texts: the 100k-character limit, condensation for the dense retriever and the reranker --------------
+@pytest.mark.parametrize("text, symbols", [
+    ("how is a new index version published atomically", ()),
+    ("what does `IndexLayout.publish()` do when CURRENT is missing", ("IndexLayout", "publish")),
+    ("why does xr.open_dataset(path) ignore decode_times", ("open_dataset", "decode_times")),
+    ('Traceback:\n  File "a/b.py", line 3, in _lazy_sha1\n    return hashlib.sha1(x)\nsessions.SecureCookieSessionInterface fails',
+     ("_lazy_sha1", "sha1", "SecureCookieSessionInterface")),
+])
+def test_symbols_are_names_used_the_way_code_uses_them(text, symbols):
+    assert mentioned_symbols(text)[: len(symbols)] == symbols and prepare_query(text).symbols == mentioned_symbols(text)
+
+
 import time  # noqa: E402
 
-import pytest  # noqa: E402
 
 from codeintel.retrieval.query import CONDENSED_CHARS, LONG_QUERY_CHARS, MAX_QUERY_CHARS, PreparedQuery, condense_text  # noqa: E402
 

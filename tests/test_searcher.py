@@ -81,6 +81,16 @@ def test_path_mentions_pull_in_the_named_file(corpus):
     assert result.retrievers["path"] > 0
 
 
+def test_names_the_query_uses_pull_in_their_definitions(corpus):
+    result = corpus.search("why does widget_17 get the wrong size", k=5, mode="hybrid")
+    assert result.hits[0].uri == "py/widget_17.py" and result.hits[0].ranks.get("symbol") == 1
+    assert result.retrievers["symbol"] == 1
+    plain = corpus.search("why does the widget get the wrong size", k=5, mode="hybrid")
+    assert plain.retrievers["symbol"] == 0  # no code name, no lookup
+    scoped = corpus.search("widget_17 size", k=3, mode="hybrid", scope=Scope(languages=("javascript",)))
+    assert "symbol" not in scoped.hits[0].ranks
+
+
 def test_bug_reports_prefer_source_over_tests(corpus):
     report = (
         "parse_iso_date fails on week dates. Calling parse_iso_date('2024-W01-1') raises ValueError "

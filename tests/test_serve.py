@@ -24,10 +24,10 @@ def test_search_returns_correct_hits_with_timings(client):
     r = client.post("/v1/search", json={"query": "read the json configuration file", "k": 3})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["hits"][0]["uri"] == "app/config.py" and body["mode"] == "hybrid+rerank"
-    assert {"embed", "dense", "bm25", "fuse", "hydrate", "rerank", "total"} <= set(body["timings_ms"])
+    assert body["hits"][0]["uri"] == "app/config.py" and body["mode"] == "hybrid"  # the default: no cross-encoder
+    assert {"embed", "dense", "bm25", "fuse", "hydrate", "total"} <= set(body["timings_ms"]) and "rerank" not in body["timings_ms"]
     assert body["skipped_retrievers"] == {}
-    for mode in ("dense", "bm25", "hybrid"):
+    for mode in ("dense", "bm25", "hybrid+rerank"):
         assert client.post("/v1/search", json={"query": "HttpClient send_request", "k": 2, "mode": mode}).json()["hits"][0]["uri"] == "app/http_client.py"
 
 
@@ -340,3 +340,22 @@ def test_reindex_while_serving_swaps_versions_without_failing_or_mixing(client, 
         assert ("app/reindexed_module.py" in uris) <= (version == after)
     assert "app/reindexed_module.py" in outcomes[-1][2]
     assert client.get("/v1/reindex/nope").status_code == 404
+
+
+def test_graph_endpoints_answer_by_name_with_scopes_and_problems(client):
+    found = client.post("/v1/definitions", json={"symbol": "load_config"}).json()
+    assert found["definitions"] == [{"uri": "app/config.py", "name": "load_config", "qualname": "app.config.load_config",
+                                     "kind": "function", "start_line": 4, "end_line": 7}]
+    routes = client.post("/v1/definitions", json={"symbol": "Router.route"}).json()["definitions"]
+    assert [(d["uri"], d["kind"]) for d in routes] == [("web/main.js", "method")]
+    uses = client.post("/v1/references", json={"symbol": "json.load", "scope": {"include": ["app/"]}}).json()
+    assert [(u["uri"], u["line"], u["kind"]) for u in uses["references"]] == [("app/config.py", 7, "call")] and not uses["truncated"]
+    assert client.post("/v1/references", json={"symbol": "load", "scope": {"languages": ["javascript"]}}).json()["references"] == []
+    outline = client.post("/v1/outline", json={"uri": "web/main.js"}).json()
+    assert [d["name"] for d in outline["definitions"]] == ["renderPage", "Router", "route"]
+    missing = client.post("/v1/outline", json={"uri": "app/nowhere.py"})
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    bad = client.post("/v1/definitions", json={"symbol": ""})
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    bad_scope = client.post("/v1/references", json={"symbol": "x", "scope": {"include": ["../etc"]}})
+    assert bad_scope.status_code == 400, bad_scope.text

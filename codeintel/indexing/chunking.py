@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import accumulate
 
 import msgspec
 
 from codeintel.config import ChunkSettings
 from codeintel.indexing.languages import AST_LANGUAGES
+from codeintel.indexing.syntax import body_of, definition_name, parser_for
 
 __all__ = ["Chunk", "chunk_file", "chunk_id", "content_hash"]
 
@@ -54,77 +54,6 @@ class _Unit:
     parent: int = 0  # id of the node whose children produced this unit: merge only siblings
 
 
-@lru_cache(maxsize=None)
-def _parser(lang: str):
-    from tree_sitter_language_pack import get_parser
-
-    return get_parser(lang)
-
-
-# Wrappers whose meaning is carried by one inner child (decorators, export, templates).
-_WRAPPERS = {"decorated_definition": "definition", "export_statement": "declaration", "template_declaration": None}
-_NAME_CHILD_TYPES = {"identifier", "field_identifier", "type_identifier", "property_identifier", "name"}
-# Nodes that define a named thing (after unwrapping); everything else is a statement or expression.
-_DEFINITIONS = {
-    "function_definition", "class_definition",  # python, c, cpp
-    "function_declaration", "generator_function_declaration", "class_declaration", "method_definition",
-    "abstract_class_declaration", "interface_declaration", "type_alias_declaration", "enum_declaration",
-    "lexical_declaration", "variable_declaration", "internal_module", "module",  # js/ts
-    "method_declaration", "type_declaration",  # go
-    "function_item", "impl_item", "struct_item", "enum_item", "trait_item", "mod_item", "macro_definition",
-    "union_item", "type_item", "const_item", "static_item",  # rust
-    "constructor_declaration", "record_declaration", "annotation_type_declaration",  # java
-    "struct_specifier", "class_specifier", "union_specifier", "enum_specifier", "namespace_definition",  # c/cpp
-}
-
-
-def _unwrap(node):
-    while node.type in _WRAPPERS:
-        field_name = _WRAPPERS[node.type]
-        inner = node.child_by_field_name(field_name) if field_name else None
-        if inner is None:
-            inner = next((c for c in reversed(node.named_children) if c.type not in ("decorator", "comment", "template_parameter_list")), None)
-        if inner is None:
-            break
-        node = inner
-    return node
-
-
-def _name(node) -> str:
-    node = _unwrap(node)
-    if node.type not in _DEFINITIONS:
-        return ""
-    target = node.child_by_field_name("name")
-    if target is None and node.type == "impl_item":
-        target = node.child_by_field_name("type")
-    if target is None and node.type in ("lexical_declaration", "variable_declaration", "type_declaration"):
-        first = node.named_children[0] if node.named_children else None
-        if first is not None and first.type in ("variable_declarator", "type_spec", "type_alias"):
-            target = first.child_by_field_name("name")
-            value = first.child_by_field_name("value")
-            if node.type != "type_declaration" and (value is None or value.type not in ("arrow_function", "function", "function_expression", "class")):
-                target = None
-    if target is None and node.type == "function_definition":
-        # C/C++: the name sits inside nested declarators
-        decl = node.child_by_field_name("declarator")
-        while decl is not None and decl.type not in _NAME_CHILD_TYPES and decl.type not in ("qualified_identifier", "operator_name", "destructor_name"):
-            decl = decl.child_by_field_name("declarator")
-        target = decl
-    if target is None:
-        return ""
-    return target.text.decode("utf-8", errors="replace")
-
-
-def _body(node):
-    node = _unwrap(node)
-    body = node.child_by_field_name("body")
-    if body is None and node.type in ("impl_item", "trait_item", "mod_item"):
-        body = next((c for c in node.named_children if c.type == "declaration_list"), None)
-    if body is not None and body.named_child_count:
-        return body
-    return None
-
-
 class _Splitter:
     def __init__(self, lines: list[str], settings: ChunkSettings) -> None:
         self.lines = lines
@@ -155,13 +84,13 @@ class _Splitter:
             start, end = node.start_point[0], node.end_point[0]
             if node.end_point[1] == 0 and end > start:
                 end -= 1  # a node ending at column 0 ends on the previous line
-            name = _name(node)
+            name = definition_name(node)
             qualified = f"{qualifier}.{name}" if qualifier and name else (name or qualifier)
             symbols = [qualified] if qualified else []
             if self.size(start, end) <= self.settings.max_chars:
                 units.append(_Unit(start, end, symbols, context, parent))
                 continue
-            body = _body(node)
+            body = body_of(node)
             children = body.named_children if body is not None else []
             if children and children[0].start_point[0] > start or (children and len(children) > 1):
                 header_end = max(start, children[0].start_point[0] - 1)
@@ -217,7 +146,7 @@ def _merge(units: list[_Unit], splitter: _Splitter) -> list[_Unit]:
 
 def _ast_units(text: str, lang: str, splitter: _Splitter) -> list[_Unit] | None:
     try:
-        tree = _parser(lang).parse(text.encode("utf-8"))
+        tree = parser_for(lang).parse(text.encode("utf-8"))
     except Exception:  # a grammar that fails to load or parse falls back to windows
         return None
     root = tree.root_node

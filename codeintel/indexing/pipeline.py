@@ -21,13 +21,15 @@ import pyarrow.parquet as pq
 from codeintel import __version__
 from codeintel.config import Settings
 from codeintel.embedding import Embedder, create_embedder
-from codeintel.errors import EmptyRepositoryError, InputError
+from codeintel.errors import EmptyRepositoryError, IndexFormatError, InputError
 from codeintel.indexing.chunking import Chunk, chunk_file, content_hash
+from codeintel.indexing.graph import Reference, extract_graph, resolve_imports
 from codeintel.indexing.walk import RepoInfo, SourceFile, Skipped, discover, load, repo_info
 from codeintel.storage.catalog import build_catalog
 from codeintel.storage.chunks import FILE_SCHEMA, embeddings_of, new_chunk_table, read_chunk_table, write_chunks
 from codeintel.storage.dense import DenseIndex
 from codeintel.storage.embcache import EmbeddingCache
+from codeintel.storage.graph import DEF_SCHEMA, REF_SCHEMA, carry_graph, definitions_table, load_graph_tables, references_table
 from codeintel.storage.layout import FORMAT_VERSION, IndexLayout, IndexManifest, RepoRecord, VersionPaths, link_tree, now_iso
 from codeintel.storage.lexical import LexicalDoc, LexicalIndex
 
@@ -148,7 +150,10 @@ class Indexer:
 
         with layout.lock():
             previous = None if rebuild else layout.current_or_none()
-            prev_manifest = previous.read_manifest() if previous else None
+            try:
+                prev_manifest = previous.read_manifest() if previous else None
+            except IndexFormatError:  # an older format (or a damaged version): build afresh beside it
+                previous, prev_manifest = None, None
             if prev_manifest is not None:
                 prev_manifest.contract.require_equal(self.settings.embedding)
                 if prev_manifest.repo.name != info.name:
@@ -200,6 +205,10 @@ class Indexer:
             self._write_files(build, files, new_chunks, carried)
             build_catalog(build.chunks, build.catalog)
             stages["store"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            self._graph(previous, build, changed, touched, files)
+            stages["graph"] = time.perf_counter() - t
 
             t = time.perf_counter()
             dense, compacted = self._dense(previous, build, remove_ids, add_chunks, new_chunks, vectors, compact)
@@ -341,6 +350,26 @@ class Indexer:
             schema=FILE_SCHEMA,
         )
         pq.write_table(table, build.files)
+
+    @staticmethod
+    def _graph(previous: VersionPaths | None, build: VersionPaths, changed: Sequence[SourceFile], touched: set[str],
+               files: Sequence[SourceFile]) -> None:
+        """The code graph: rows of untouched files carried over, changed files re-extracted, every
+        import re-resolved (its target may have come or gone)."""
+        defs, refs = [], []
+        for f in changed:
+            d, r = extract_graph(f.uri, f.text, f.lang)
+            defs += d
+            refs += r
+        new_defs, new_refs = definitions_table(defs), references_table(refs)
+        old_defs = carry_graph(previous.graph_defs, touched, DEF_SCHEMA) if previous else None
+        old_refs = carry_graph(previous.graph_refs, touched, REF_SCHEMA) if previous else None
+        all_defs = pa.concat_tables([t for t in (old_defs, new_defs) if t is not None])
+        all_refs = pa.concat_tables([t for t in (old_refs, new_refs) if t is not None])
+        pq.write_table(all_defs, build.graph_defs)
+        pq.write_table(references_table(resolve_imports(
+            (Reference(**row) for row in all_refs.to_pylist()), (f.uri for f in files))), build.graph_refs)
+        load_graph_tables(build.catalog, build.graph_defs, build.graph_refs, build.files)
 
     def _dense(self, previous, build, remove_ids, add_chunks, new_chunks, vectors, compact) -> tuple[DenseIndex, bool]:
         settings = self.settings.dense

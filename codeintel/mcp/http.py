@@ -113,6 +113,15 @@ class CodeIntelClient:
     async def file(self, uri: str, start_line: int, end_line: int | None) -> dict:
         return (await self._call("POST", "/v1/file", body={"uri": uri, "start_line": start_line, "end_line": end_line})).json()
 
+    async def definitions(self, body: dict, session: str | None) -> dict:
+        return (await self._call("POST", "/v1/definitions", session=session, body=body)).json()
+
+    async def references(self, body: dict, session: str | None) -> dict:
+        return (await self._call("POST", "/v1/references", session=session, body=body)).json()
+
+    async def outline(self, uri: str) -> dict:
+        return (await self._call("POST", "/v1/outline", body={"uri": uri})).json()
+
     async def start_reindex(self, rebuild: bool = False) -> dict:
         return (await self._call("POST", "/v1/reindex", body={"rebuild": rebuild}, ok=(200, 202))).json()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["CHARS_PER_TOKEN", "fit_lines", "location", "render_hits", "render_chunks", "render_lines"]
+__all__ = ["CHARS_PER_TOKEN", "fit_lines", "location", "render_hits", "render_chunks", "render_lines", "render_list"]
 
 CHARS_PER_TOKEN = 4
 _MIN_SNIPPET_CHARS = 60  # below this a snippet is dropped rather than shown as a stub
@@ -100,3 +100,17 @@ def render_lines(lines: Sequence[str], start_line: int, max_tokens: int, header:
         out.append(row)
         last = n
     return header + "\n" + "\n".join(out), last
+
+
+def render_list(header: str, lines: list[str], max_tokens: int) -> tuple[str, int]:
+    """``header`` and as many whole ``lines`` as fit in ``max_tokens``, saying how many were left out."""
+    budget, used, shown = max_tokens * CHARS_PER_TOKEN - len(header) - 80, 0, 0
+    for line in lines:
+        if used + len(line) + 1 > budget:
+            break
+        used += len(line) + 1
+        shown += 1
+    text = "\n".join([header, *lines[:shown]])
+    if shown < len(lines):
+        text += f"\n... {len(lines) - shown} more cut at max_tokens: raise max_tokens or narrow the scope"
+    return text, shown

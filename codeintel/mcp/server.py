@@ -23,25 +23,26 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from codeintel.config import Mode
+from codeintel.config import DEFAULT_MODE, Mode
 from codeintel.errors import CodeIntelError, InputError, ServiceError
 from codeintel.indexing.languages import KNOWN_LANGUAGES
 from codeintel.mcp.http import DEFAULT_URL, CodeIntelClient
-from codeintel.mcp.render import render_chunks, render_hits, render_lines
+from codeintel.mcp.render import render_chunks, render_hits, render_lines, render_list
 from codeintel.mcp.sessions import SessionIds
 from codeintel.mcp.strict import StrictMCPServer, strict_tool
 from codeintel.retrieval.query import MAX_QUERY_CHARS
 
 __all__ = ["build_server", "serve", "TOOL_NAMES"]
 
-TOOL_NAMES = ("search_code", "answer", "get_chunk", "read_file", "set_scope", "get_scope", "clear_scope",
-              "index_status", "reindex", "estimate_index")
+TOOL_NAMES = ("search_code", "answer", "find_definition", "find_references", "file_outline", "get_chunk", "read_file",
+              "set_scope", "get_scope", "clear_scope", "index_status", "reindex", "estimate_index")
 
 INSTRUCTIONS = """\
 codeintel searches one indexed repository (hybrid semantic + keyword search with reranking) and \
 answers questions about it with citations. Paths are repository-relative, as hits report them. \
 Typical flow: search_code to find where something lives; get_chunk or read_file to read around a \
-hit; answer for an explanation with cited sources. set_scope restricts every later search and \
+hit; answer for an explanation with cited sources. find_definition, find_references and file_outline \
+jump through the code graph by name (definitions, call sites, imports, subclasses). set_scope restricts every later search and \
 answer in this session to some paths or languages; index_status says what is indexed and how fresh."""
 
 Language = Literal[tuple(sorted(KNOWN_LANGUAGES))]  # type: ignore[valid-type]
@@ -51,7 +52,7 @@ _GLOBS = ("Glob semantics: `**` crosses directories, `*` does not; a pattern wit
 Include = Annotated[list[str], Field(max_length=64, description="Only paths matching one of these globs, e.g. ['src/**', '*.py']. " + _GLOBS)]
 Exclude = Annotated[list[str], Field(max_length=64, description="Drop paths matching any of these globs, e.g. ['tests/', '*_test.go'].")]
 Languages = Annotated[list[Language], Field(max_length=64, description="Only chunks in these languages.")]
-ModeArg = Annotated[Mode, Field(description="Retrieval mode: hybrid+rerank (best, default), hybrid (faster, no cross-encoder), dense (semantic only), bm25 (keywords only).")]
+ModeArg = Annotated[Mode, Field(description="Retrieval mode: hybrid (default: semantic + keywords + files and definitions the query names), hybrid+rerank (adds a cross-encoder pass, ~1-4 s slower), dense (semantic only), bm25 (keywords only).")]
 
 
 def max_tokens_arg(default: int) -> Any:
@@ -130,7 +131,7 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
         include: Include = [],
         exclude: Exclude = [],
         languages: Languages = [],
-        mode: ModeArg = "hybrid+rerank",
+        mode: ModeArg = DEFAULT_MODE,
         max_tokens: max_tokens_arg(2000) = 2000,
     ) -> CallToolResult:
         scope = _scope(include, exclude, languages)
@@ -161,7 +162,7 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
         include: Include = [],
         exclude: Exclude = [],
         languages: Languages = [],
-        mode: ModeArg = "hybrid+rerank",
+        mode: ModeArg = DEFAULT_MODE,
         max_tokens: max_tokens_arg(1500) = 1500,
     ) -> CallToolResult:
         scope = _scope(include, exclude, languages)
@@ -213,6 +214,59 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
         return _result(head + shown + tail, {"answer": shown, "citations": [c for c in refs if c["cited"]], "sources": refs,
                                              "model": model, "trace_id": done.get("trace_id") if done else None,
                                              "warnings": errors, "complete": done is not None})
+
+    # -- the code graph -------------------------------------------------------------------------
+    SymbolArg = Annotated[str, Field(min_length=1, max_length=512, description="A name (`publish`) or a qualified name (`IndexLayout.publish`, `pkg.module.Class`).")]
+
+    async def find_definition(
+        ctx: Context,
+        symbol: SymbolArg,
+        include: Include = [],
+        exclude: Exclude = [],
+        languages: Languages = [],
+        max_tokens: max_tokens_arg(1000) = 1000,
+    ) -> CallToolResult:
+        scope = _scope(include, exclude, languages)
+        result = await client.definitions({"symbol": symbol, "limit": 50, **({"scope": scope} if scope else {})}, sessions.for_context(ctx))
+        found = result["definitions"]
+        lines = [f"{d['uri']}:{d['start_line']}-{d['end_line']}  {d['kind']} {d['qualname']}" for d in found]
+        header = f"{len(found)} definition{'s' if len(found) != 1 else ''} of {symbol!r}" + (
+            "" if found else ": try search_code (the graph knows definitions by name in Python, JS/TS, Go, Rust, Java, C/C++)")
+        text, shown = render_list(header, lines, max_tokens)
+        return _result(text, {"symbol": symbol, "definitions": found[:shown], "total": len(found)})
+
+    async def find_references(
+        ctx: Context,
+        symbol: SymbolArg,
+        include: Include = [],
+        exclude: Exclude = [],
+        languages: Languages = [],
+        max_tokens: max_tokens_arg(2000) = 2000,
+    ) -> CallToolResult:
+        scope = _scope(include, exclude, languages)
+        result = await client.references({"symbol": symbol, "limit": 200, **({"scope": scope} if scope else {})}, sessions.for_context(ctx))
+        found = result["references"]
+        lines = [f"{r['uri']}:{r['line']}  {r['kind']}" + (f" in {r['scope']}" if r["scope"] else "") + (f"  | {r['text']}" if r["text"] else "")
+                 for r in found]
+        header = f"{len(found)}{'+' if result.get('truncated') else ''} reference{'s' if len(found) != 1 else ''} to {symbol!r} (calls, imports, subclasses, matched by name)"
+        text, shown = render_list(header, lines, max_tokens)
+        return _result(text, {"symbol": symbol, "references": found[:shown], "total": len(found), "truncated": bool(result.get("truncated"))})
+
+    async def file_outline(
+        uri: Annotated[str, Field(min_length=1, max_length=4096, description="Repository-relative path of an indexed file, as search hits report it.")],
+        max_tokens: max_tokens_arg(1500) = 1500,
+    ) -> CallToolResult:
+        result = await client.outline(uri)
+        found = result["definitions"]
+        depth = {d["qualname"]: 0 for d in found}
+        lines = []
+        for d in found:
+            parent_depth = depth.get(d["qualname"].rpartition(".")[0])
+            depth[d["qualname"]] = 0 if parent_depth is None else parent_depth + 1
+            lines.append(f"{'  ' * depth[d['qualname']]}{d['start_line']}-{d['end_line']}  {d['kind']} {d['name']}")
+        header = f"{result['uri']}: {len(found)} definition{'s' if len(found) != 1 else ''}" + ("" if found else " (none found: not an AST language, or no definitions)")
+        text, shown = render_list(header, lines, max_tokens)
+        return _result(text, {"uri": result["uri"], "definitions": found[:shown], "total": len(found)})
 
     # -- reading --------------------------------------------------------------------------------
     async def get_chunk(
@@ -359,6 +413,17 @@ def build_server(url: str = DEFAULT_URL, index_dir: str | None = None, config: s
             "search_code (it runs retrieval plus generation; progress notifications report each stage). Returns the "
             "answer and the numbered sources `path:start-end`, marking which were cited. Verify important claims by "
             "reading the cited lines. Scope arguments work as in search_code.")),
+        "find_definition": (find_definition, READ_ONLY, (
+            "Where a symbol is defined, from the code graph built at index time: `path:start-end  kind qualified.name` "
+            "per definition (classes and functions first, non-test code first). Give a bare name or a qualified one "
+            "(`Class.method`, `package.module.function`). Exact and fast; use search_code when you only know what it does.")),
+        "find_references": (find_references, READ_ONLY, (
+            "Where a symbol's name is called, imported or subclassed: `path:line  kind in enclosing.definition | source line`, "
+            "in file order. Matched by name, not by type, so same-named methods of other classes appear too: check the "
+            "enclosing definition. Scope arguments work as in search_code.")),
+        "file_outline": (file_outline, READ_ONLY, (
+            "The definitions of one indexed file (classes, functions, methods, nested), with their line ranges, in "
+            "file order: a map of the file before reading it with get_chunk or read_file.")),
         "get_chunk": (get_chunk, READ_ONLY, (
             "The indexed chunks (functions, classes, sections, with their symbol) of one indexed file overlapping "
             "start_line..end_line, in line order. Use it to expand a search hit to its whole definition. Only files "

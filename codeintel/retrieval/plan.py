@@ -14,7 +14,7 @@ import msgspec
 
 from codeintel.errors import InputError
 from codeintel.retrieval.fusion import aggregate_files, collapse_overlaps, reciprocal_rank_fusion
-from codeintel.config import MODES, Mode, SearchSettings
+from codeintel.config import DEFAULT_MODE, MODES, Mode, SearchSettings
 from codeintel.retrieval.query import MAX_QUERY_CHARS, PreparedQuery, is_auxiliary_path, prepare_query
 from codeintel.retrieval.retrievers import RetrieverResult, elapsed_ms
 from codeintel.storage.catalog import ChunkRow
@@ -22,23 +22,26 @@ from codeintel.storage.scope import Scope, validate_scope
 from codeintel.text import is_utf8
 
 __all__ = [
-    "Mode", "MODES", "MAX_K", "MAX_QUERY_CHARS", "FUSION_WEIGHTS", "REPORT_AUXILIARY_FACTOR",
+    "Mode", "MODES", "MAX_K", "MAX_QUERY_CHARS", "FUSION_WEIGHTS", "HINTS", "REPORT_AUXILIARY_FACTOR",
     "SearchRequest", "Hit", "FileHit", "SearchResult", "SearchPlan", "rerank_text",
 ]
 
 MAX_K = 200
-# RRF weights; "path" (files the query names) is a hint, not a retriever of its own standing
-FUSION_WEIGHTS = {"dense": 1.0, "bm25": 1.0, "path": 0.5}
+# RRF weights; "path" (files the query names) and "symbol" (definitions of the names it uses, from
+# the code graph) are hints, not retrievers of their own standing
+FUSION_WEIGHTS = {"dense": 1.0, "bm25": 1.0, "path": 0.5, "symbol": 0.5}
+HINTS = frozenset({"path", "symbol"})
 # For a pasted bug report, tests/docs/changelogs echo the report's words but are rarely the place to
 # change: their fused scores are scaled by this before the cut.
 REPORT_AUXILIARY_FACTOR = 0.5
-_RETRIEVERS = {"dense": ("dense",), "bm25": ("bm25",), "hybrid": ("dense", "bm25", "path"), "hybrid+rerank": ("dense", "bm25", "path")}
+_RETRIEVERS = {"dense": ("dense",), "bm25": ("bm25",), "hybrid": ("dense", "bm25", "path", "symbol"),
+               "hybrid+rerank": ("dense", "bm25", "path", "symbol")}
 
 
 class SearchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     query: str
     k: int = 10
-    mode: str = "hybrid+rerank"
+    mode: str = DEFAULT_MODE
     scope: Scope | None = None  # None: the session's stored scope, if any; Scope(): none at all
     session_id: str | None = None
 

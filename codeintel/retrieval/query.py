@@ -23,7 +23,7 @@ import re
 import msgspec
 
 __all__ = [
-    "PreparedQuery", "prepare_query", "condense_text", "mentioned_paths", "is_auxiliary_path", "query_terms",
+    "PreparedQuery", "prepare_query", "condense_text", "mentioned_paths", "mentioned_symbols", "is_auxiliary_path", "query_terms",
     "LONG_QUERY_CHARS", "MAX_QUERY_CHARS", "CONDENSED_CHARS",
 ]
 
@@ -67,6 +67,7 @@ class PreparedQuery(msgspec.Struct, frozen=True):
     text: str  # what the dense retriever and the reranker read: as typed (trimmed), or condensed
     lexical: str  # condensed for BM25
     paths: tuple[str, ...]  # file paths or module paths the text mentions
+    symbols: tuple[str, ...] = ()  # code names the text mentions: the symbol retriever looks up their definitions
     condensed: bool = False  # text is shorter than what was typed (see condense_text)
     chars: int = 0  # length of the query as typed (trimmed); 0 when unknown: len(text) stands in
 
@@ -102,6 +103,32 @@ def mentioned_paths(text: str, limit: int = 20) -> tuple[str, ...]:
             if len(cleaned) >= limit:
                 break
     return tuple(cleaned)
+
+
+_FRAME_FUNCTION = re.compile(r'File "[^"]+", line \d+, in ([A-Za-z_]\w*)')
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\(")
+_TICKED = re.compile(r"`([A-Za-z_][\w.]*)(?:\(\))?`")
+
+
+def mentioned_symbols(text: str, limit: int = 12) -> tuple[str, ...]:
+    """Names the text uses the way code does, in order of first mention: traceback frames' functions,
+    `quoted` names, calls ``name(``, dotted ``obj.attr`` (its last two parts), snake_case and CamelCase
+    words. Plain words are left out: "the config file" names no definition."""
+    found: list[str] = [m.group(1) for m in _FRAME_FUNCTION.finditer(text)]
+    head = text[:LONG_QUERY_CHARS * 10]  # a long log names thousands: its start holds the report
+    for m in _TICKED.finditer(head):
+        found.extend(m.group(1).split(".")[-2:])
+    found.extend(m.group(1) for m in _CALL.finditer(head) if _is_compound(m.group(1)) or len(m.group(1)) > 3)
+    for m in _DOTTED.finditer(_URL.sub(" ", head)):
+        found.extend(p for p in m.group(0).split(".")[-2:] if _is_compound(p) or p[:1].isupper())
+    found.extend(t for t in _IDENT.findall(head) if _is_compound(t))
+    symbols: dict[str, None] = {}
+    for name in found:
+        if name.lower() not in _STOP and len(name) >= 3 and name not in ("self", "cls", "<module>"):
+            symbols[name] = None
+            if len(symbols) >= limit:
+                break
+    return tuple(symbols)
 
 
 def _is_exception_line(line: str) -> bool:
@@ -200,9 +227,9 @@ def query_terms(text: str) -> frozenset[str]:
 def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
     """What each retriever reads; ``query`` is at most :data:`MAX_QUERY_CHARS` (callers validate)."""
     text = query.strip()
-    paths = mentioned_paths(text)
+    paths, symbols = mentioned_paths(text), mentioned_symbols(text)
     if len(text) < LONG_QUERY_CHARS:
-        return PreparedQuery(text=text, lexical=text, paths=paths, chars=len(text))
+        return PreparedQuery(text=text, lexical=text, paths=paths, symbols=symbols, chars=len(text))
     code = " ".join(m.group(0) for m in _FENCE.finditer(text))
     prose = _FENCE.sub(" ", text)
     priority: list[str] = []
@@ -222,7 +249,7 @@ def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
         if len(terms) >= max_terms:
             break
     dense = condense_text(text)
-    return PreparedQuery(text=dense, lexical=" ".join(terms), paths=paths, condensed=dense != text, chars=len(text))
+    return PreparedQuery(text=dense, lexical=" ".join(terms), paths=paths, symbols=symbols, condensed=dense != text, chars=len(text))
 
 
 _AUX_DIRS = frozenset({"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmarks", "asv_bench", "ci"})

@@ -19,7 +19,7 @@ import numpy as np
 
 from codeintel.config import SearchSettings
 from codeintel.errors import ReplicaLostError, RetrieversUnavailableError, VersionGoneError
-from codeintel.retrieval.plan import SearchPlan, SearchRequest, SearchResult
+from codeintel.retrieval.plan import HINTS, SearchPlan, SearchRequest, SearchResult
 from codeintel.retrieval.query import PreparedQuery
 from codeintel.retrieval.retrievers import RetrieverResult, elapsed_ms, path_hits
 from codeintel.service.metrics import ServiceMetrics
@@ -56,6 +56,8 @@ class SearchPorts(Protocol):
     async def lexical(self, query: PreparedQuery, k: int, allowed: frozenset[int] | None, version: str) -> Hits: ...
 
     async def path_ids(self, paths: tuple[str, ...], limit: int, version: str) -> list[int]: ...
+
+    async def symbol_ids(self, names: tuple[str, ...], version: str) -> list[int]: ...
 
     async def hydrate(self, ids: list[int], scope: Scope, version: str) -> list[ChunkRow]: ...
 
@@ -154,6 +156,7 @@ class SearchPipeline:
             "dense": lambda: self._dense(plan, allowed, version),
             "bm25": lambda: self._lexical(plan, allowed_set, version),
             "path": lambda: self._path(plan, allowed_set, version),
+            "symbol": lambda: self._symbol(plan, allowed_set, version),
         }
         names = list(plan.retrievers)
         outcomes = await asyncio.gather(*(asyncio.wait_for(calls[name](), timeout) for name in names), return_exceptions=True)
@@ -168,7 +171,7 @@ class SearchPipeline:
                 skipped[name] = f"error: {type(outcome).__name__}"
             else:
                 results.append(outcome)
-        if all(r.name == "path" for r in results):  # file mentions alone are a hint, not a ranking
+        if all(r.name in HINTS for r in results):  # file and name mentions alone are a hint, not a ranking
             raise RetrieversUnavailableError("every retriever failed: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
         return results, skipped
 
@@ -197,3 +200,11 @@ class SearchPipeline:
             ids = await ask_idempotent(self.ports.path_ids, plan.prepared.paths, self.settings.path_fetch, version)
             hits = path_hits(ids, allowed, self.settings.path_hits)
         return RetrieverResult("path", hits, {"path": elapsed_ms(t)})
+
+    async def _symbol(self, plan: SearchPlan, allowed: frozenset[int] | None, version: str) -> RetrieverResult:
+        t = time.perf_counter()
+        hits: Hits = []
+        if plan.prepared.symbols:
+            ids = await ask_idempotent(self.ports.symbol_ids, plan.prepared.symbols, version)
+            hits = [(i, 1.0 / n) for n, i in enumerate((i for i in ids if allowed is None or i in allowed), 1)][: self.settings.symbol_hits]
+        return RetrieverResult("symbol", hits, {"symbol": elapsed_ms(t)})

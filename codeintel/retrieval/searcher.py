@@ -23,6 +23,7 @@ from codeintel.retrieval.retrievers import lexical_hits
 from codeintel.retrieval.search import SearchPipeline
 from codeintel.storage.catalog import Catalog, ChunkRow
 from codeintel.storage.dense import DenseIndex, set_search_threads
+from codeintel.storage.graph import CodeGraph
 from codeintel.storage.layout import IndexLayout, IndexManifest
 from codeintel.storage.lexical import LexicalIndex
 from codeintel.storage.scope import Scope
@@ -91,6 +92,9 @@ class Searcher:
 
     async def path_ids(self, paths: tuple[str, ...], limit: int, version: str) -> list[int]:
         return self.catalog.ids_for_paths(paths, limit)
+
+    async def symbol_ids(self, names: tuple[str, ...], version: str) -> list[int]:
+        return CodeGraph(self.catalog.query).definition_chunks(names)
 
     async def hydrate(self, ids: list[int], scope: Scope, version: str) -> list[ChunkRow]:
         return self.catalog.query_by_ids(ids, scope)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from codeintel.config import Settings
@@ -20,6 +21,7 @@ from codeintel.service.versions import VersionPool
 from codeintel.storage.catalog import Catalog, ChunkRow
 from codeintel.storage.chunks import embeddings_of, read_chunk_table
 from codeintel.storage.dense import DenseIndex, set_search_threads
+from codeintel.storage.graph import CodeGraph
 from codeintel.storage.layout import IndexManifest, VersionPaths
 from codeintel.storage.lexical import LexicalIndex
 from codeintel.storage.scope import Scope
@@ -131,6 +133,10 @@ class HydratorBackend:
         with self.pool.use(version) as v:
             return v.catalog.ids_for_paths(paths, limit)
 
+    def symbol_ids(self, names: tuple[str, ...], version: str | None = None) -> list[int]:
+        with self.pool.use(version) as v:
+            return CodeGraph(v.catalog.query).definition_chunks(names)
+
     @staticmethod
     def _indexed(v: _Catalog, uri: str) -> str:
         uri = check_uri(uri)
@@ -143,6 +149,19 @@ class HydratorBackend:
         with self.pool.use(None) as v:
             rows = v.catalog.file_chunks(self._indexed(v, uri), start_line, end_line, limit + 1)
         return rows[:limit], len(rows) > limit
+
+    # -- the code graph: definitions, references, outlines ------------------------------------
+    def definitions(self, symbol: str, scope: Scope, limit: int) -> list[dict]:
+        with self.pool.use(None) as v:
+            return [msgspec.structs.asdict(s) for s in CodeGraph(v.catalog.query).definitions(symbol, scope, limit)]
+
+    def references(self, symbol: str, scope: Scope, limit: int) -> list[dict]:
+        with self.pool.use(None) as v:
+            return [msgspec.structs.asdict(u) for u in CodeGraph(v.catalog.query).references(symbol, scope, limit)]
+
+    def outline(self, uri: str) -> list[dict]:
+        with self.pool.use(None) as v:
+            return [msgspec.structs.asdict(s) for s in CodeGraph(v.catalog.query).outline(self._indexed(v, uri))]
 
     def file_lines(self, uri: str, start_line: int, end_line: int | None, max_lines: int) -> FileLines:
         """Lines of the live file under the indexed repository root; only files of the index are served."""

@@ -135,6 +135,10 @@ class Catalog:
         ).fetchall()
         return [ChunkRow(*r) for r in rows]
 
+    def query(self, sql: str, params: list) -> list[tuple]:
+        """Rows of a read-only query over the catalog's tables (the code graph's lookups)."""
+        return self._cursor().execute(sql, params).fetchall()
+
     def close(self) -> None:
         with self._lock:
             for cursor in self._cursors:

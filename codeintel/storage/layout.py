@@ -33,7 +33,7 @@ from codeintel.text import is_utf8, printable
 
 __all__ = ["FORMAT_VERSION", "RepoRecord", "IndexManifest", "IndexLayout", "VersionPaths", "VersionLease", "link_tree", "now_iso"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the code graph (graph_defs/graph_refs, catalog tables defs/refs)
 _KEEP_VERSIONS = 2
 
 
@@ -70,6 +70,8 @@ class VersionPaths:
         self.manifest = root / "manifest.json"
         self.chunks = root / "chunks.parquet"
         self.files = root / "files.parquet"
+        self.graph_defs = root / "graph_defs.parquet"
+        self.graph_refs = root / "graph_refs.parquet"
         self.catalog = root / "catalog.duckdb"
         self.dense = root / "dense"
         self.lexical = root / "lexical"
