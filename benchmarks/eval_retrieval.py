@@ -79,12 +79,13 @@ def build_indexes(rows: list[dict], trees: Path, work: Path, settings: Settings,
 DEPTH = 50  # chunks retrieved per query; files are ranked by first appearance among them
 
 
-def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings, embedder) -> dict:
+def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings, embedder, reranker_name: str) -> dict:
     from codeintel.retrieval.searcher import Searcher
 
-    from codeintel.rerank import create_reranker
+    from codeintel.rerank import OnnxLateInteraction, create_reranker
 
-    reranker = create_reranker()  # one model for all trees
+    # one model for all trees
+    reranker = OnnxLateInteraction() if reranker_name == "late-interaction" else create_reranker()
     per_query: list[dict] = []
     by_pair: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
@@ -198,11 +199,14 @@ def main() -> int:
     parser.add_argument("--rerank-depth", type=int, help="chunks re-scored by the cross-encoder (default: the searcher's)")
     parser.add_argument("--rerank-weight", type=float, help="weight of the cross-encoder's order in the final fusion")
     parser.add_argument("--symbol-hits", type=int, help="definitions of the query's names fused into hybrid (0: no symbol retriever)")
+    parser.add_argument("--expand-from", type=int, help="top fused chunks whose callees are fused into hybrid (0: no graph expansion)")
+    parser.add_argument("--reranker", choices=["cross-encoder", "late-interaction"], default="cross-encoder",
+                        help="what hybrid+rerank re-scores with")
     parser.add_argument("--tag", help="results file suffix")
     args = parser.parse_args()
 
     search = {k: v for k, v in {"rerank_depth": args.rerank_depth, "rerank_weight": args.rerank_weight,
-                                          "symbol_hits": args.symbol_hits}.items() if v is not None}
+              "symbol_hits": args.symbol_hits, "expand_from": args.expand_from}.items() if v is not None}
     settings = Settings(search=msgspec.structs.replace(Settings().search, **search))
     embedder = create_embedder(settings.embedding, batch_size=settings.embed_batch_size)
     rows = load_rows(args.jsonl, args.task, args.repo, args.limit)
@@ -211,7 +215,7 @@ def main() -> int:
     if args.index_only:
         return 0
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    summary, per_query = evaluate(rows, args.work, modes, settings, embedder)
+    summary, per_query = evaluate(rows, args.work, modes, settings, embedder, args.reranker)
     command = "python benchmarks/eval_retrieval.py " + " ".join(sys.argv[1:])
     write_outputs(summary, per_query, args.out, command, stats, args.tag)
     print(json.dumps(summary, indent=1))

@@ -1,12 +1,12 @@
 """/v1/search latency and throughput through the Serve graph, next to the same search in-process.
 
-    python benchmarks/serve_bench.py [--evalindex ../evalindex] [--index ../benchindex] [--requests 120]
+    python benchmarks/serve_bench.py [--evalindex ../evalindex] [--index ../benchindex] [--requests 120] [--levels 1,8,32]
 
-Needs an index of >= 50k chunks. Without one at --index, it assembles one from the per-commit dev
+Needs an index of >= 100k chunks. Without one at --index, it assembles one from the per-commit dev
 indexes under --evalindex (real code, real embeddings; every tree's paths prefixed by
 ``<repo>/<commit>/`` so the trees coexist), writing Parquet, the DuckDB catalog, FAISS and Lucene
 through codeintel's own storage code. Then it measures, at concurrency 1, 8 and 32: p50/p95/p99
-and QPS of POST /v1/search (mode hybrid: the graph's overhead, not the cross-encoder's cost), and
+and QPS of POST /v1/search in the default mode (hybrid: dense, BM25 and the code graph's hints), and
 the in-process Searcher on the same queries. The ratio is the cost of the graph.
 """
 
@@ -31,11 +31,12 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from codeintel import __version__  # noqa: E402
-from codeintel.config import Settings  # noqa: E402
+from codeintel.config import DEFAULT_MODE, MODES, Settings  # noqa: E402
 from codeintel.indexing.chunking import chunk_id  # noqa: E402
 from codeintel.retrieval.metrics import percentile  # noqa: E402
 from codeintel.storage.catalog import build_catalog  # noqa: E402
-from codeintel.storage.chunks import FILE_SCHEMA, embeddings_of, read_chunk_table, write_chunks  # noqa: E402
+from codeintel.storage.chunks import embeddings_of, read_chunk_table, write_chunks  # noqa: E402
+from codeintel.storage.graph import DEF_SCHEMA, REF_SCHEMA, load_graph_tables  # noqa: E402
 from codeintel.storage.dense import DenseIndex  # noqa: E402
 from codeintel.storage.layout import FORMAT_VERSION, IndexLayout, IndexManifest, RepoRecord, now_iso  # noqa: E402
 from codeintel.storage.lexical import LexicalDoc, LexicalIndex  # noqa: E402
@@ -44,15 +45,27 @@ ROOT = Path(__file__).resolve().parents[1]
 PORT = 18800
 
 
+def prefixed(table: pa.Table, prefix: str, *columns: str) -> pa.Table:
+    """``table`` with ``prefix`` before every non-empty value of ``columns`` (paths of one tree)."""
+    for name in columns:
+        col = table.column(name)
+        joined = pc.binary_join_element_wise(pa.array([prefix] * table.num_rows, pa.string()), col, "")
+        table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(pc.equal(col, ""), col, joined))
+    return table
+
+
 def assemble(evalindex: Path, target: Path, min_chunks: int) -> int:
     settings = Settings()
-    tables = []
+    tables, files, defs, refs = [], [], [], []
     total = 0
     for current in sorted(evalindex.glob("*/*/CURRENT")):
         layout = IndexLayout(current.parent)
         paths = layout.current()
         table = read_chunk_table(paths.chunks)
         prefix = f"{current.parent.parent.name}/{current.parent.name[:10]}/"
+        files.append(prefixed(pq.read_table(paths.files), prefix, "uri"))
+        defs.append(prefixed(pq.read_table(paths.graph_defs, schema=DEF_SCHEMA), prefix, "uri"))
+        refs.append(prefixed(pq.read_table(paths.graph_refs, schema=REF_SCHEMA), prefix, "uri", "target_uri"))
         uris = pc.binary_join_element_wise(pa.array([prefix] * table.num_rows), table.column("uri"), "").combine_chunks()
         ids = [chunk_id("bench", u, s, e, h) for u, s, e, h in zip(uris.to_pylist(), table.column("start_line").to_pylist(),
                                                                      table.column("end_line").to_pylist(), table.column("hash").to_pylist(), strict=True)]
@@ -74,7 +87,10 @@ def assemble(evalindex: Path, target: Path, min_chunks: int) -> int:
         lexical.add(LexicalDoc(r["id"], r["uri"], r["symbol"], r["context"], r["text"]) for r in table.select(["id", "uri", "symbol", "context", "text"]).to_pylist())
         docs = lexical.count()
         lexical.close()
-        pq.write_table(FILE_SCHEMA.empty_table(), build.files)
+        pq.write_table(pa.concat_tables(files), build.files)
+        pq.write_table(pa.concat_tables(defs), build.graph_defs)
+        pq.write_table(pa.concat_tables(refs), build.graph_refs)
+        load_graph_tables(build.catalog, build.graph_defs, build.graph_refs, build.files)
         build.write_manifest(IndexManifest(
             format_version=FORMAT_VERSION, codeintel_version=__version__, contract=settings.embedding,
             repo=RepoRecord(name="bench", commit=None, root=str(evalindex)), built_at=now_iso(),
@@ -100,7 +116,7 @@ class layout_lock:
 
 def queries() -> list[str]:
     rows = [json.loads(line) for line in (ROOT.parent / "shared" / "evals" / "dev" / "dev.jsonl").read_text().splitlines()]
-    return [r["query"] for r in rows if r["task"] == "qa"]
+    return [r["query"] for r in rows]  # questions and pasted issues, as the dev set mixes them
 
 
 def summarize(latencies: list[float], seconds: float) -> dict:
@@ -109,18 +125,18 @@ def summarize(latencies: list[float], seconds: float) -> dict:
             "mean_ms": round(statistics.fmean(latencies), 1)}
 
 
-def in_process(index: Path, qs: list[str], requests: int, concurrency: int) -> dict:
+def in_process(index: Path, qs: list[str], requests: int, concurrency: int, mode: str) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     from codeintel.retrieval.searcher import Searcher
 
     searcher = Searcher(index)
-    searcher.search(qs[0], k=10, mode="hybrid")  # warm: model, JVM, caches
+    searcher.search(qs[0], k=10, mode=mode)  # warm: model, JVM, caches
     latencies: list[float] = []
 
     def one(i: int) -> None:
         t = time.perf_counter()
-        searcher.search(qs[i % len(qs)], k=10, mode="hybrid")
+        searcher.search(qs[i % len(qs)], k=10, mode=mode)
         latencies.append((time.perf_counter() - t) * 1000)
 
     start = time.perf_counter()
@@ -131,19 +147,19 @@ def in_process(index: Path, qs: list[str], requests: int, concurrency: int) -> d
     return result
 
 
-async def over_http(url: str, qs: list[str], requests: int, concurrency: int) -> dict:
+async def over_http(url: str, qs: list[str], requests: int, concurrency: int, mode: str) -> dict:
     import httpx
 
     latencies: list[float] = []
     errors: Counter = Counter()
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
-        await client.post("/v1/search", json={"query": qs[0], "k": 10, "mode": "hybrid"})
+        await client.post("/v1/search", json={"query": qs[0], "k": 10, "mode": mode})
 
         async def one(i: int) -> None:
             async with sem:
                 t = time.perf_counter()
-                r = await client.post("/v1/search", json={"query": qs[i % len(qs)][:2000], "k": 10, "mode": "hybrid"})
+                r = await client.post("/v1/search", json={"query": qs[i % len(qs)], "k": 10, "mode": mode})
                 latencies.append((time.perf_counter() - t) * 1000)
                 if r.status_code != 200:
                     errors[r.status_code] += 1
@@ -159,7 +175,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--evalindex", type=Path, default=ROOT.parent / "evalindex")
     parser.add_argument("--index", type=Path, default=ROOT.parent / "benchindex")
-    parser.add_argument("--min-chunks", type=int, default=50_000)
+    parser.add_argument("--min-chunks", type=int, default=100_000)
+    parser.add_argument("--levels", default="1,8,32", help="comma-separated concurrency levels")
+    parser.add_argument("--mode", default=DEFAULT_MODE, choices=MODES)
+    parser.add_argument("--tag", help="results file suffix")
     parser.add_argument("--requests", type=int, default=120)
     parser.add_argument("--ingress-replicas", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -171,9 +190,10 @@ def main() -> int:
         print(f"assembled {n} chunks in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     manifest = IndexLayout(args.index).current().read_manifest()
     qs = queries()
-    results: dict = {"chunks": manifest.chunks, "dense_type": manifest.dense_type, "machine": f"{os.cpu_count()} cores", "levels": {}}
-    for c in (1, 8, 32):
-        results["levels"].setdefault(str(c), {})["in_process"] = in_process(args.index, qs, args.requests, c)
+    results: dict = {"mode": args.mode, "chunks": manifest.chunks, "dense_type": manifest.dense_type, "machine": f"{os.cpu_count()} cores", "levels": {}}
+    levels = [int(c) for c in args.levels.split(",")]
+    for c in levels:
+        results["levels"].setdefault(str(c), {})["in_process"] = in_process(args.index, qs, args.requests, c, args.mode)
         print(f"in-process c={c}: {results['levels'][str(c)]['in_process']}", file=sys.stderr)
 
     import ray
@@ -185,19 +205,19 @@ def main() -> int:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
         serve.run(build_app({"index_dir": str(args.index), "ingress_replicas": args.ingress_replicas}), name="bench", route_prefix="/")
-        for c in (1, 8, 32):
-            results["levels"][str(c)]["serve"] = asyncio.run(over_http(f"http://127.0.0.1:{PORT}", qs, args.requests, c))
+        for c in levels:
+            results["levels"][str(c)]["serve"] = asyncio.run(over_http(f"http://127.0.0.1:{PORT}", qs, args.requests, c, args.mode))
             print(f"serve c={c}: {results['levels'][str(c)]['serve']}", file=sys.stderr)
     finally:
         serve.shutdown()
         ray.shutdown()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d")
+    stamp = time.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
     (args.out / f"serve-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [f"# /v1/search through Ray Serve vs in-process, {stamp}", "",
-             f"`python benchmarks/serve_bench.py --requests {args.requests}`: {manifest.chunks} chunks ({manifest.dense_type}), "
-             f"mode hybrid, k=10, {args.ingress_replicas} ingress replicas, {results['machine']}.", "",
+             f"`python benchmarks/serve_bench.py --requests {args.requests} --levels {args.levels} --mode {args.mode}`: {manifest.chunks} chunks ({manifest.dense_type}), "
+             f"mode {args.mode}, k=10, {args.ingress_replicas} ingress replicas, {results['machine']}.", "",
              "| concurrency | path | p50 ms | p95 ms | p99 ms | QPS | errors |", "|---|---|---|---|---|---|---|"]
     for c, level in results["levels"].items():
         for path in ("in_process", "serve"):

@@ -159,14 +159,20 @@ class SearchSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retriever_timeout_s: float = 5.0
     rerank_timeout_s: float = 15.0
     # hybrid's top rerank_depth go to the cross-encoder, whose order is fused back at rerank_weight
-    # (dev flask qa: MRR .851 -> .870 at 0.5; the cross-encoder alone loses to hybrid on code)
-    rerank_depth: int = 30
+    # (the cross-encoder alone loses to hybrid on code). Depth 10 pays on dev, 30 does not: Acc@1/MRR
+    # qa .872/.916 vs .858/.910, issue_loc .442/.645 vs .442/.650, at a third of the cost
+    rerank_depth: int = 10
     rerank_weight: float = 0.5
     # chunks of the files a query names, at most; ids fetched per query before the scope cut
     path_hits: int = 20
     path_fetch: int = 80
     # chunks holding the definitions of names the query uses (the code graph), at most
     symbol_hits: int = 20
+    # graph expansion: the definitions called by the fused top ``expand_from`` chunks, at most
+    # ``expand_hits``, fused as one more hint. Off (0): from the top 5 it moved dev qa Acc@1/MRR
+    # .858/.910 -> .851/.906 and issue_loc MRR .627 -> .621 (benchmarks/results/retrieval-2026-12-03-*)
+    expand_from: int = 0
+    expand_hits: int = 10
 
 
 class ServiceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

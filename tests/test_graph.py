@@ -153,3 +153,18 @@ def test_a_reindex_carries_unchanged_files_and_re_resolves_imports(graph_repo, t
         assert [s.name for s in graph.outline("src/pkg/store.py")] == ["Store", "save", "size", "write", "inner"]  # carried
     finally:
         catalog.close()
+
+
+def test_callees_of_chunks_resolve_ambiguous_names_through_imports(graph_repo, tmp_path, embedder):
+    index = tmp_path / "index"
+    Indexer(Settings(), embedder=embedder).run(graph_repo, index)
+    graph, catalog = graph_of(index)
+    try:
+        chunk = {uri: id_ for id_, uri in catalog.query("SELECT id, uri FROM chunks ORDER BY start_line DESC", [])}
+        # test_save calls Store() (one definition) and .save(), defined in base.py and store.py: only
+        # store.py is imported by the test, so base.py is not a callee
+        callees = graph.callee_chunks([chunk["tests/test_store.py"]], limit=10)
+        assert {uri for id_, uri in catalog.query("SELECT id, uri FROM chunks", []) if id_ in callees} == {"src/pkg/store.py"}
+        assert graph.callee_chunks([], limit=10) == [] and graph.callee_chunks([chunk["src/pkg/base.py"]], limit=10) == []
+    finally:
+        catalog.close()

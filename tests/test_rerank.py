@@ -6,7 +6,7 @@ import pytest
 import codeintel.rerank as rerank
 from codeintel.config import EnginesSettings
 from codeintel.errors import ModelUnavailableError
-from codeintel.rerank import MS_MARCO_MINILM_L12, OnnxCrossEncoder, RerankerSpec, VLLMReranker, create_reranker
+from codeintel.rerank import MS_MARCO_MINILM_L12, OnnxCrossEncoder, OnnxLateInteraction, RerankerSpec, VLLMReranker, create_reranker
 
 
 def test_cross_encoder_ranks_the_relevant_passage_first():
@@ -19,6 +19,16 @@ def test_cross_encoder_ranks_the_relevant_passage_first():
     scores = reranker.score("how to read a json config file", passages)
     assert scores.shape == (3,) and scores.dtype == np.float32
     assert int(np.argmax(scores)) == 2
+    assert reranker.score("q", []).shape == (0,)
+
+
+def test_late_interaction_scores_each_passage_by_maxsim_within_its_token_budget():
+    reranker = OnnxLateInteraction()
+    passages = ["def add(a, b):\n    return a + b", "def load_config(path):\n    return json.load(open(path))", "x = 1\n" * 5000]
+    scores = reranker.score("load the json config", passages)
+    assert scores.shape == (3,) and scores.dtype == np.float32
+    assert int(np.argmax(scores)) == 1
+    assert scores.max() <= reranker.QUERY_TOKENS + 1e-3  # a sum of cosines, one per (padded) query token
     assert reranker.score("q", []).shape == (0,)
 
 

@@ -112,6 +112,22 @@ def test_a_failing_or_late_reranker_leaves_the_fused_order(searcher):
     assert late.skipped_retrievers["rerank"].startswith("timeout") and late.hits
 
 
+def test_the_reranker_sees_only_the_head_and_the_rest_follows_in_hybrid_order(searcher):
+    seen: list[int] = []
+
+    class Reversing(Ports):
+        async def rerank(self, query: str, passages: list[str]) -> list[float]:
+            seen.append(len(passages))
+            return [float(n) for n in range(len(passages))]  # the last of the head is the best
+
+    hybrid = run(Ports(searcher), SearchRequest("configure logging", 6, "hybrid"))
+    result = run(Reversing(searcher), SearchRequest("configure logging", 6, "hybrid+rerank"), SearchSettings(rerank_depth=3))
+    assert seen == [3] and len(hybrid.hits) == 5  # every chunk of the small repository
+    assert [h.id for h in result.hits][3:] == [h.id for h in hybrid.hits][3:]
+    assert {h.id for h in result.hits[:3]} == {h.id for h in hybrid.hits[:3]}
+    assert all(a.score >= b.score for a, b in zip(result.hits, result.hits[1:])) and result.hits[2].score > result.hits[3].score
+
+
 def test_the_session_scope_applies_unless_the_request_names_one(searcher):
     ports = Ports(searcher, sessions={"s1": Scope(languages=("javascript",))})
     scoped = run(ports, SearchRequest("renderPage configure_logging", 5, "bm25", session_id="s1"))

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from codeintel.config import SearchSettings, Settings
 from codeintel.errors import InputError, ScopeError
 from codeintel.indexing.pipeline import Indexer
 from codeintel.rerank import OnnxCrossEncoder
+from codeintel.retrieval.plan import SearchRequest
 from codeintel.retrieval.query import MAX_QUERY_CHARS
+from codeintel.retrieval.search import SearchPipeline
 from codeintel.retrieval.searcher import Searcher
 from codeintel.storage.scope import Scope
 
@@ -29,6 +33,7 @@ def corpus(tmp_path_factory, real_embedder):
     files = corpus_files() | {
         "tests/test_dates.py": "from util.dates import parse_iso_date\n\n\ndef test_parse_iso_date_rejects_week_dates():\n"
         "    # parse_iso_date fails on week dates like 2024-W01-1\n    parse_iso_date('2024-W01-1')\n",
+        "shapes/base.py": "class Widget:\n    def __init__(self, extent):\n        self.extent = extent\n",
     }
     repo = write_tree(root / "repo", files)
     Indexer(embedder=real_embedder).run(repo, root / "idx")
@@ -89,6 +94,15 @@ def test_names_the_query_uses_pull_in_their_definitions(corpus):
     assert plain.retrievers["symbol"] == 0  # no code name, no lookup
     scoped = corpus.search("widget_17 size", k=3, mode="hybrid", scope=Scope(languages=("javascript",)))
     assert "symbol" not in scoped.hits[0].ranks
+
+
+def test_what_the_top_hits_call_is_fused_in_from_the_graph_when_asked(corpus):
+    expanding = SearchPipeline(corpus, SearchSettings(expand_from=5))
+    result = asyncio.run(expanding.search(SearchRequest("why does widget_17 get the wrong size", k=40, mode="hybrid")))
+    assert result.retrievers["graph"] >= 1  # widget_17 calls Widget(size): its class, in another file
+    assert any(h.uri == "shapes/base.py" and "graph" in h.ranks for h in result.hits)
+    assert "graph" not in asyncio.run(expanding.search(SearchRequest("widget_17", k=5, mode="bm25"))).retrievers
+    assert "graph" not in corpus.search("why does widget_17 get the wrong size", k=40, mode="hybrid").retrievers  # off by default
 
 
 def test_bug_reports_prefer_source_over_tests(corpus):

@@ -27,10 +27,10 @@ __all__ = [
 ]
 
 MAX_K = 200
-# RRF weights; "path" (files the query names) and "symbol" (definitions of the names it uses, from
-# the code graph) are hints, not retrievers of their own standing
-FUSION_WEIGHTS = {"dense": 1.0, "bm25": 1.0, "path": 0.5, "symbol": 0.5}
-HINTS = frozenset({"path", "symbol"})
+# RRF weights; "path" (files the query names), "symbol" (definitions of the names it uses, from the
+# code graph) and "graph" (what the top hits call) are hints, not retrievers of their own standing
+FUSION_WEIGHTS = {"dense": 1.0, "bm25": 1.0, "path": 0.5, "symbol": 0.5, "graph": 0.3}
+HINTS = frozenset({"path", "symbol", "graph"})
 # For a pasted bug report, tests/docs/changelogs echo the report's words but are rarely the place to
 # change: their fused scores are scaled by this before the cut.
 REPORT_AUXILIARY_FACTOR = 0.5
@@ -108,6 +108,7 @@ class SearchPlan(msgspec.Struct, frozen=True):
     depth: int  # candidates kept for the cut (and the reranker)
     fetch: int  # hits asked of each first-stage retriever
     retrievers: tuple[str, ...]
+    rerank_depth: int  # the head of the candidates the reranker re-scores; the rest keep their order below it
     rerank_weight: float
     prepare_ms: float
 
@@ -124,6 +125,7 @@ class SearchPlan(msgspec.Struct, frozen=True):
             depth=depth,
             fetch=min(MAX_K * 2, max(depth * 2, 50)),  # room for overlap collapse and disagreement
             retrievers=_RETRIEVERS[request.mode],
+            rerank_depth=settings.rerank_depth,
             rerank_weight=settings.rerank_weight,
             prepare_ms=elapsed_ms(t),
         )
@@ -135,6 +137,10 @@ class SearchPlan(msgspec.Struct, frozen=True):
     @property
     def reranks(self) -> bool:
         return self.request.mode == "hybrid+rerank"
+
+    @property
+    def expands(self) -> bool:
+        return "symbol" in self.retrievers  # the graph's modes
 
     @property
     def demotes(self) -> bool:
@@ -158,20 +164,29 @@ class SearchPlan(msgspec.Struct, frozen=True):
         return sorted(rows, key=lambda row: -demoted[row.id]), demoted
 
     def rerank_inputs(self, rows: Sequence[ChunkRow]) -> list[str]:
-        return [rerank_text(row) for row in rows]
+        """The reranker's passages: the first ``rerank_depth`` candidates only, so its cost does not
+        grow with k."""
+        return [rerank_text(row) for row in rows[: self.rerank_depth]]
 
     def apply_rerank(self, rows: Sequence[ChunkRow], scores: dict[int, float], logits: Sequence[float]) -> tuple[list[ChunkRow], dict[int, float]]:
-        """Fuse the cross-encoder's order with the hybrid order by RRF (at ``rerank_weight``).
+        """Fuse the cross-encoder's order of the head with its hybrid order by RRF (at ``rerank_weight``);
+        the candidates past the head follow in hybrid order.
 
         The cross-encoder was trained on web questions, not code: alone, or at equal weight, it
         loses to hybrid on code; at 0.5 it gains (dev flask qa: MRR .851 -> .870, R@10 .822 -> .858).
         """
-        by_rerank = sorted(((row.id, float(x)) for row, x in zip(rows, logits, strict=True)), key=lambda kv: -kv[1])
-        hybrid_order = [(row.id, scores[row.id]) for row in rows]
+        head, tail = list(rows[: len(logits)]), list(rows[len(logits) :])
+        by_rerank = sorted(((row.id, float(x)) for row, x in zip(head, logits, strict=True)), key=lambda kv: -kv[1])
+        hybrid_order = [(row.id, scores[row.id]) for row in head]
         final = reciprocal_rank_fusion({"hybrid": hybrid_order, "rerank": by_rerank}, weights={"rerank": self.rerank_weight})
-        by_id = {row.id: row for row in rows}
-        out, scores = [by_id[i] for i, _ in final], dict(final)
-        return self._demote(out, scores) if self.demotes else (out, scores)
+        by_id = {row.id: row for row in head}
+        out, fused = [by_id[i] for i, _ in final], dict(final)
+        if self.demotes:
+            out, fused = self._demote(out, fused)
+        if tail:  # the tail's hybrid scores, scaled to fall below the head's last
+            scale = 0.99 * min(fused.values(), default=1.0) / max(scores[row.id] for row in tail)
+            fused |= {row.id: scores[row.id] * scale for row in tail}
+        return out + tail, fused
 
     def result(self, rows: Sequence[ChunkRow], scores: dict[int, float], results: Sequence[RetrieverResult],
                skipped: dict[str, str], timings_ms: dict[str, float], version: str) -> SearchResult:

@@ -59,6 +59,8 @@ class SearchPorts(Protocol):
 
     async def symbol_ids(self, names: tuple[str, ...], version: str) -> list[int]: ...
 
+    async def callee_ids(self, ids: list[int], limit: int, version: str) -> list[int]: ...
+
     async def hydrate(self, ids: list[int], scope: Scope, version: str) -> list[ChunkRow]: ...
 
     async def rerank(self, query: str, passages: list[str]) -> list[float]: ...
@@ -126,6 +128,12 @@ class SearchPipeline:
             with stages.stage("scope"):
                 allowed = await ask_idempotent(self.ports.scope_ids, plan.scope, version)
         results, skipped = await self._retrieve(plan, allowed, version, min(self.settings.retriever_timeout_s, budget_s or math.inf))
+        if plan.expands and self.settings.expand_from > 0:
+            expansion = await self._expand(plan, results, allowed, version, min(self.settings.retriever_timeout_s, budget_s or math.inf))
+            if isinstance(expansion, str):
+                skipped["graph"] = expansion
+            else:
+                results.append(expansion)
         for result in results:
             stages.ms.update(result.ms)
         with stages.stage("fuse"):
@@ -174,6 +182,24 @@ class SearchPipeline:
         if all(r.name in HINTS for r in results):  # file and name mentions alone are a hint, not a ranking
             raise RetrieversUnavailableError("every retriever failed: " + "; ".join(f"{k} {v}" for k, v in skipped.items()))
         return results, skipped
+
+    async def _expand(self, plan: SearchPlan, results: list[RetrieverResult], allowed: list[int] | None, version: str,
+                      timeout: float) -> RetrieverResult | str:
+        """What the fused top hits call, as one more hint (or why there is none): an answer to "how
+        does X work" often lives in the helper X calls, which shares none of the question's words."""
+        t = time.perf_counter()
+        seeds = [i for i, _ in list(plan.fuse(results).items())[: self.settings.expand_from]]
+        try:
+            ids = await asyncio.wait_for(ask_idempotent(self.ports.callee_ids, seeds, self.settings.expand_hits, version), timeout)
+        except VersionGoneError:
+            raise
+        except asyncio.TimeoutError:
+            return f"timeout: no answer within {timeout:g} s"
+        except Exception as exc:  # the graph is a hint: without it the search goes on
+            return f"error: {type(exc).__name__}"
+        allowed_set = None if allowed is None else frozenset(allowed)
+        hits = [(i, 1.0 / n) for n, i in enumerate((i for i in ids if allowed_set is None or i in allowed_set), 1)]
+        return RetrieverResult("graph", hits, {"graph": elapsed_ms(t)})
 
     async def _dense(self, plan: SearchPlan, allowed: list[int] | None, version: str) -> RetrieverResult:
         t = time.perf_counter()

@@ -96,6 +96,9 @@ class Searcher:
     async def symbol_ids(self, names: tuple[str, ...], version: str) -> list[int]:
         return CodeGraph(self.catalog.query).definition_chunks(names)
 
+    async def callee_ids(self, ids: list[int], limit: int, version: str) -> list[int]:
+        return CodeGraph(self.catalog.query).callee_chunks(ids, limit)
+
     async def hydrate(self, ids: list[int], scope: Scope, version: str) -> list[ChunkRow]:
         return self.catalog.query_by_ids(ids, scope)
 

@@ -137,6 +137,10 @@ class HydratorBackend:
         with self.pool.use(version) as v:
             return CodeGraph(v.catalog.query).definition_chunks(names)
 
+    def callee_ids(self, ids: list[int], limit: int, version: str | None = None) -> list[int]:
+        with self.pool.use(version) as v:
+            return CodeGraph(v.catalog.query).callee_chunks(ids, limit)
+
     @staticmethod
     def _indexed(v: _Catalog, uri: str) -> str:
         uri = check_uri(uri)

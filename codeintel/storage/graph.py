@@ -142,6 +142,33 @@ class CodeGraph:
             ids.update((r[0], None) for r in rows)
         return list(ids)
 
+    def callee_chunks(self, ids: Sequence[int], limit: int) -> list[int]:
+        """The chunks defining what the chunks ``ids`` call, nearest first (the callees of the first
+        id before those of the second). A name is matched, not type-resolved, so one defined in
+        several places counts only where the calling file imports it or defines it itself; calls
+        within one chunk, and test code, are left out."""
+        if not ids or limit <= 0:
+            return []
+        sql = """
+        WITH src AS (SELECT c.id, c.uri, c.start_line, c.end_line, o.ord
+                     FROM (SELECT unnest(?::BIGINT[]) AS id, generate_subscripts(?::BIGINT[], 1) AS ord) o JOIN chunks c USING (id)),
+             called AS (SELECT r.name, s.uri, min(s.ord) AS ord FROM refs r
+                        JOIN src s ON r.uri = s.uri AND r.line BETWEEN s.start_line AND s.end_line
+                        WHERE r.kind = 'call' GROUP BY r.name, s.uri),
+             imports AS (SELECT DISTINCT uri, target_uri FROM refs WHERE kind = 'import' AND target_uri <> ''
+                         AND uri IN (SELECT uri FROM src)),
+             targets AS (SELECT k.ord, d.uri, d.start_line, d.kind,
+                                count(*) OVER (PARTITION BY k.name, k.uri) AS defined,
+                                (d.uri = k.uri OR EXISTS (SELECT 1 FROM imports i WHERE i.uri = k.uri AND i.target_uri = d.uri)) AS near
+                         FROM called k JOIN defs d ON d.name = k.name
+                         WHERE d.kind <> 'other' AND d.uri NOT LIKE '%test%')
+        SELECT c.id, min(t.ord) AS ord FROM targets t
+        JOIN chunks c ON c.uri = t.uri AND t.start_line BETWEEN c.start_line AND c.end_line
+        WHERE (t.defined = 1 OR t.near) AND c.id NOT IN (SELECT id FROM src)
+        GROUP BY c.id ORDER BY ord, c.id LIMIT ?"""
+        ids = [int(i) for i in ids]
+        return [row[0] for row in self._query(sql, [ids, ids, int(limit)])]
+
 
 def _escape(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
