@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from codeintel.retrieval.query import mentioned_paths, mentioned_symbols, prepare_query
+from codeintel.retrieval.query import is_auxiliary_path, mentioned_paths, mentioned_symbols, prepare_query
 
 
 def test_short_queries_pass_through():
@@ -111,6 +111,15 @@ def test_condense_text_is_bounded_and_leaves_short_texts_alone():
     text = _swe_issue(log_lines=200)
     for limit in (100, 1_000, 2_000, CONDENSED_CHARS):
         assert len(condense_text(text, limit)) <= limit
+
+
+@pytest.mark.parametrize("uri, auxiliary", [
+    ("tests/test_app.py", True), ("src/pkg/conftest.py", True), ("docs/api.rst", True), ("CHANGES.rst", True),
+    (".github/ISSUE_TEMPLATE/bugreport.yml", True), ("src/pkg/_vendor/six.py", True), ("third_party/zlib/inflate.c", True),
+    ("src/pkg/core.py", False), ("xarray/core/formatting.py", False), ("requests/packages/urllib3/util.py", False),
+])
+def test_auxiliary_paths_are_where_reports_rarely_get_fixed(uri, auxiliary):
+    assert is_auxiliary_path(uri) is auxiliary
 
 
 def test_duplicated_issue_text_is_kept_once():

@@ -252,12 +252,15 @@ def prepare_query(query: str, max_terms: int = 160) -> PreparedQuery:
     return PreparedQuery(text=dense, lexical=" ".join(terms), paths=paths, symbols=symbols, condensed=dense != text, chars=len(text))
 
 
-_AUX_DIRS = frozenset({"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmarks", "asv_bench", "ci"})
+# ".github" holds issue templates, which echo a report's wording; vendored copies are fixed upstream
+_AUX_DIRS = frozenset({"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmarks", "asv_bench", "ci",
+                       ".github", "vendor", "_vendor", "vendored", "third_party"})
 _AUX_FILE = re.compile(r"(^test_.*|.*_test\.\w+|.*\.(spec|test)\.[jt]sx?|conftest\.py|changes.*|changelog.*|history.*|whats-new.*)$", re.I)
 _DOC_SUFFIX = (".md", ".rst", ".txt", ".adoc")
 
 
 def is_auxiliary_path(uri: str) -> bool:
-    """Tests, docs, examples and changelogs: rarely where a reported bug gets fixed."""
+    """Tests, docs, examples, changelogs, CI and issue templates, vendored code: rarely where a reported
+    bug gets fixed."""
     parts = uri.lower().split("/")
     return bool(_AUX_DIRS.intersection(parts[:-1])) or bool(_AUX_FILE.match(parts[-1])) or parts[-1].endswith(_DOC_SUFFIX)
