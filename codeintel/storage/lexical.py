@@ -52,7 +52,6 @@ def start_jvm(settings: LexicalSettings = LexicalSettings()) -> None:
             jnius_config.add_options(
                 f"-Xmx{settings.jvm_heap}",
                 "-Xss4m",
-                "-XX:+UseSerialGC",  # searches allocate little; G1's concurrent threads cost a small machine more
                 "--sun-misc-unsafe-memory-access=allow",  # Lucene's MMap cleaner; JDK 24+ warns otherwise
                 f"-Dlog4j2.configurationFile={here / 'log4j2.xml'}",
                 f"-Djava.util.logging.config.file={here / 'jul.properties'}",
