@@ -168,3 +168,17 @@ def test_callees_of_chunks_resolve_ambiguous_names_through_imports(graph_repo, t
         assert graph.callee_chunks([], limit=10) == [] and graph.callee_chunks([chunk["src/pkg/base.py"]], limit=10) == []
     finally:
         catalog.close()
+
+
+def test_hydrated_rows_carry_how_widely_their_file_is_imported(graph_repo, tmp_path, embedder):
+    (graph_repo / "src/pkg/extra.py").write_text("from .base import Base\n\n\nclass Extra(Base):\n    pass\n")
+    index = tmp_path / "index"
+    Indexer(Settings(), embedder=embedder).run(graph_repo, index)
+    graph, catalog = graph_of(index)
+    try:
+        ids = [id_ for (id_,) in catalog.query("SELECT id FROM chunks ORDER BY uri, start_line", [])]
+        by_uri = {r.uri: r.centrality for r in catalog.query_by_ids(ids)}
+        # base.py is imported by store.py and extra.py, store.py by the test alone, the test by none
+        assert by_uri["src/pkg/base.py"] == 1.0 and 0 < by_uri["src/pkg/store.py"] < 1.0 and by_uri["tests/test_store.py"] == 0.0
+    finally:
+        catalog.close()

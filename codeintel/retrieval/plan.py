@@ -110,6 +110,7 @@ class SearchPlan(msgspec.Struct, frozen=True):
     retrievers: tuple[str, ...]
     rerank_depth: int  # the head of the candidates the reranker re-scores; the rest keep their order below it
     rerank_weight: float
+    import_prior: float
     prepare_ms: float
 
     @classmethod
@@ -127,6 +128,7 @@ class SearchPlan(msgspec.Struct, frozen=True):
             retrievers=_RETRIEVERS[request.mode],
             rerank_depth=settings.rerank_depth,
             rerank_weight=settings.rerank_weight,
+            import_prior=settings.import_prior if "symbol" in _RETRIEVERS[request.mode] else 0.0,  # the graph's modes
             prepare_ms=elapsed_ms(t),
         )
 
@@ -153,7 +155,10 @@ class SearchPlan(msgspec.Struct, frozen=True):
         return dict(fused[: self.depth * 2])
 
     def select(self, rows: Sequence[ChunkRow], scores: dict[int, float]) -> tuple[list[ChunkRow], dict[int, float]]:
-        """Hydrated rows (scope applied) -> the candidates, overlaps collapsed, report prior applied."""
+        """Hydrated rows (scope applied) -> the candidates: import prior, overlaps collapsed, report prior."""
+        if self.import_prior:
+            scores = {row.id: scores[row.id] * (1 + self.import_prior * row.centrality) for row in rows}
+            rows = sorted(rows, key=lambda row: -scores[row.id])
         kept = collapse_overlaps(list(rows))
         if self.demotes:
             kept, scores = self._demote(kept, scores)

@@ -8,6 +8,7 @@ so ids are inlined after validation and everything user-supplied stays a paramet
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -37,6 +38,9 @@ class ChunkRow(msgspec.Struct, frozen=True):
     symbol: str
     context: str
     text: str
+    # log(1 + files importing this chunk's file) / log(1 + files importing the most imported one), from
+    # the code graph's resolved imports: how central the file is (0 without a graph)
+    centrality: float = 0.0
 
 
 def build_catalog(parquet_path: Path, db_path: Path) -> int:
@@ -69,6 +73,7 @@ class Catalog:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
+        self._centrality: dict[str, float] | None = None
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
@@ -98,8 +103,21 @@ class Catalog:
         rows = self._cursor().execute(
             f"SELECT {_SELECT} FROM chunks WHERE id IN ({id_list}) AND {where}", params
         ).fetchall()
-        by_id = {row[0]: ChunkRow(*row) for row in rows}
+        centrality = self.centrality()
+        by_id = {row[0]: ChunkRow(*row, centrality=centrality.get(row[3], 0.0)) for row in rows}
         return [by_id[i] for i in dict.fromkeys(order) if i in by_id]
+
+    def centrality(self) -> dict[str, float]:
+        """Each imported file's :attr:`ChunkRow.centrality`, computed once per open version."""
+        if self._centrality is None:
+            try:
+                rows = self.query("SELECT target_uri, count(DISTINCT uri) FROM refs WHERE kind = 'import' AND target_uri <> '' "
+                                  "GROUP BY target_uri", [])
+            except duckdb.CatalogException:  # a version without the code graph
+                rows = []
+            top = math.log1p(max((n for _, n in rows), default=0)) or 1.0
+            self._centrality = {uri: math.log1p(n) / top for uri, n in rows}
+        return self._centrality
 
     def ids_in_scope(self, scope: Scope, limit: int | None = None) -> list[int]:
         """All ids a scope admits (for pre-filtering retrievers when the scope is narrow)."""
