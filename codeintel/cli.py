@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-bytes", type=int, help="skip files larger than this")
     p.add_argument("--cache", help="embedding cache file (default: INDEX/cache/embeddings.duckdb)")
     p.add_argument("--show-skipped", action="store_true", help="list every skipped file with its reason")
+    p.add_argument("--store", metavar="URI", help="also publish the version to this artifact store (a directory or "
+                   "s3://bucket/prefix?endpoint_override=...; default: [store] uri of the config)")
 
     p = sub.add_parser("search", help="search an index")
     p.add_argument("query", help="what to find; '-' reads it from stdin (a pasted issue or log longer than argv allows)")
@@ -128,6 +130,11 @@ def cmd_index(args) -> int:
     from codeintel.indexing.pipeline import Indexer, describe_dry_run
 
     settings = _settings(args)
+    store = args.store or settings.store.uri
+    if store and not args.dry_run:
+        from codeintel.storage.store import ArtifactStore, publish_current
+
+        store = ArtifactStore(store)  # a bad URI fails now, before any embedding
     console = Console(stderr=True)
     labels = {"read": "reading files", "chunk": "chunking", "embed": "embedding"}
     with Progress(
@@ -152,6 +159,7 @@ def cmd_index(args) -> int:
 
         indexer = Indexer(settings, cache_path=Path(args.cache) if args.cache else None)
         report = indexer.run(args.path, args.index, dry_run=args.dry_run, compact=args.compact, rebuild=args.rebuild, progress=progress)
+    published = publish_current(args.index, store) if store and not report.dry_run else None
     if args.json:
         _print_json(report)
         return 0
@@ -171,6 +179,8 @@ def cmd_index(args) -> int:
     if args.show_skipped:
         for uri, reason in report.skipped_files:
             print(f"  skipped {uri}: {reason}")
+    if published:
+        print(f"published version {published} to {store.uri} (its CURRENT)")
     return 0
 
 

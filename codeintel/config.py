@@ -257,6 +257,16 @@ class EnginesSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     gpu_memory_utilization: float = 0.3  # GPU only: each engine's share, so both fit beside the LLM
 
 
+class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where index versions are shared between nodes; "" keeps them on the writer's disk only."""
+
+    # a directory, file:///path or s3://bucket/prefix?endpoint_override=host:port&scheme=http
+    # (credentials from the AWS_* environment variables)
+    uri: str = ""
+    cache_dir: str = "~/.cache/codeintel/versions"  # each node's verified copies of the versions it serves
+    keep_versions: int = 2  # cached versions a node keeps, beyond those a request holds
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Every knob, one struct: a TOML file (``--config``) reaches the CLI and every Serve replica alike."""
 
@@ -271,6 +281,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     llm: LlamaSettings = LlamaSettings()
     vllm: VLLMSettings = VLLMSettings()
     engines: EnginesSettings = EnginesSettings()
+    store: StoreSettings = StoreSettings()
     embed_batch_size: int = 16
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotIndexedError",
     "ServiceError",
+    "StoreError",
     "problem_of",
 ]
 
@@ -91,6 +92,10 @@ class NotIndexedError(InputError):
     """The path names no file of the published index (HTTP 404): only indexed files are served."""
 
 
+class StoreError(CodeIntelError):
+    """The artifact store cannot be reached, lacks what was asked for, or returned corrupt files."""
+
+
 class Problem(CodeIntelError):
     """An HTTP-level failure with an RFC 9457 problem type, raised by the HTTP adapter itself."""
 
@@ -132,4 +137,5 @@ _PROBLEMS: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (NotIndexedError, 404, "Not indexed", "not-indexed"),
     (InputError, 400, "Bad request", "bad-request"),
     (ModelUnavailableError, 503, "Model unavailable", "model-unavailable"),
+    (StoreError, 503, "Index store unavailable", "store-unavailable"),
 )

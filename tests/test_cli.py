@@ -93,6 +93,21 @@ def test_index_search_status_end_to_end(small_repo, tmp_path):
     assert status.returncode == 0 and "BAAI/bge-small-en-v1.5" in status.stdout and "dim=384" in status.stdout
 
 
+def test_index_publishes_to_an_artifact_store(small_repo, tmp_path):
+    from codeintel.storage.layout import IndexLayout
+    from codeintel.storage.store import ArtifactStore
+
+    index, store = tmp_path / "idx", tmp_path / "store"
+    done = run_cli("index", str(small_repo), "--index", str(index), "--store", str(store))
+    version = IndexLayout(index).current().name
+    assert done.returncode == 0 and f"published version {version} to {store}" in done.stdout
+    assert ArtifactStore(str(store)).current() == version
+    again = run_cli("index", str(small_repo), "--index", str(index), "--store", str(store))  # up to date: nothing uploaded
+    assert again.returncode == 0 and ArtifactStore(str(store)).versions() == [version]
+    bad = run_cli("index", str(small_repo), "--index", str(index), "--store", "nosuchscheme://x")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("codeintel: error: cannot open artifact store")
+
+
 def test_incompatible_index_dir_exit_2(tmp_path, small_repo, capsys):
     write_tree(tmp_path / "home", {"notes.txt": "mine\n"})
     assert main(["index", str(small_repo), "--index", str(tmp_path / "home")]) == 2
