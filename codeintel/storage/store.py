@@ -156,7 +156,12 @@ class ArtifactStore:
                     raise VersionGoneError(f"version {name!r} lost {rel} in the store {self.uri}") from None
                 if dst.stat().st_size != size or _sha256_file(dst) != sha:
                     raise StoreError(f"checksum mismatch for {rel} of version {name!r} in {self.uri}")
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not target.is_dir():
+                    raise
+                # another process of this node pulled and verified it first: use theirs
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
