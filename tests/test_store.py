@@ -87,7 +87,7 @@ def test_a_corrupt_or_missing_version_is_an_error_and_leaves_nothing_behind(stor
     with pytest.raises(VersionGoneError):
         with cache.use("no-such-version"):
             pass
-    assert cache.cached() == [] and not any((tmp_path / "node-cache").iterdir())
+    assert cache.cached() == [] and not any(p.is_dir() for p in (tmp_path / "node-cache").iterdir())  # lease files only
 
 
 def test_cached_versions_are_evicted_least_recently_used_but_never_while_pinned(store, built, tmp_path):
@@ -103,6 +103,23 @@ def test_cached_versions_are_evicted_least_recently_used_but_never_while_pinned(
     with cache.use(second.name):  # pulled again; then the least recently used one goes
         pass
     assert cache.cached() == [second.name] and cache.pinned() == []
+
+
+def test_processes_sharing_a_node_cache_never_evict_a_version_another_one_serves(store, built, tmp_path):
+    first, second = built
+    store.publish(first)
+    store.publish(second)
+    serving = VersionCache(store, tmp_path / "node-cache", keep=1)  # two replica processes, one cache dir
+    other = VersionCache(store, tmp_path / "node-cache", keep=1)
+    with serving.use(first.name):
+        with other.use(second.name):
+            pass
+        # over the limit, the other process goes for its least recently used version, first, which it
+        # does not know is in use here: the lease keeps it, and its own idle copy goes instead
+        assert other.cached() == [first.name] and (tmp_path / "node-cache" / first.name / "manifest.json").exists()
+    with other.use(second.name):  # pulled again; now first is idle everywhere and goes
+        pass
+    assert other.cached() == [second.name]
 
 
 def test_concurrent_requests_pull_a_version_once(store, built, tmp_path):

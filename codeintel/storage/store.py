@@ -18,6 +18,7 @@ environment variables or the URI).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import secrets
@@ -177,7 +178,12 @@ def publish_current(index_dir: Path, store: ArtifactStore) -> str:
 
 class VersionCache:
     """A node's local copies of store versions: pulled on first use, kept while a request holds them,
-    evicted least recently used beyond ``keep`` versions."""
+    evicted least recently used beyond ``keep`` versions.
+
+    Replica processes of one node may share the cache directory: a request holds a shared ``flock``
+    on the version's lease file (node-local, so flock is sound here), and eviction removes only a
+    version whose lease it can take exclusively.
+    """
 
     def __init__(self, store: ArtifactStore, cache_dir: Path, keep: int = 2) -> None:
         self.store, self.dir, self.keep = store, Path(cache_dir).expanduser(), max(1, keep)
@@ -193,16 +199,33 @@ class VersionCache:
         name = name or self.store.current()
         if name is None:
             raise StoreError(f"the store {self.store.uri} has no current version")
-        path = self._ensure(name)
-        with self._lock:
-            self._pins[name] = self._pins.get(name, 0) + 1
-            self._used[name] = time.monotonic()
+        lease = self._lease(name, fcntl.LOCK_SH)  # before the pull: no process evicts it under us
+        try:
+            path = self._ensure(name)
+            with self._lock:
+                self._pins[name] = self._pins.get(name, 0) + 1
+                self._used[name] = time.monotonic()
+        except BaseException:
+            os.close(lease)
+            raise
         try:
             yield path
         finally:
             with self._lock:
                 self._pins[name] -= 1
+            os.close(lease)
             self.evict()
+
+    def _lease(self, name: str, mode: int) -> int:
+        """An open lease file of version ``name``, locked in ``mode`` (the file stays: unlinking it would
+        let two processes lock two different files for one version)."""
+        fd = os.open(self.dir / f".{name}.lease", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _ensure(self, name: str) -> Path:
         path = self.dir / name
@@ -231,7 +254,14 @@ class VersionCache:
             idle = sorted((n for n in names if not self._pins.get(n)), key=lambda n: self._used.get(n, 0.0))
             while len(names) - len(removed) > self.keep and idle:
                 victim = idle.pop(0)
-                shutil.rmtree(self.dir / victim, ignore_errors=True)
+                try:
+                    lease = self._lease(victim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # another process of this node serves it
+                    continue
+                try:
+                    shutil.rmtree(self.dir / victim, ignore_errors=True)
+                finally:
+                    os.close(lease)
                 self._used.pop(victim, None)
                 removed.append(victim)
         return removed
