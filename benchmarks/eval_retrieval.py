@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -80,22 +79,7 @@ def build_indexes(rows: list[dict], trees: Path, work: Path, settings: Settings,
 DEPTH = 50  # chunks retrieved per query; files are ranked by first appearance among them
 
 
-def import_degree(searcher) -> dict[str, int]:
-    """How many files import each file (the code graph's resolved imports)."""
-    rows = searcher.catalog.query("SELECT target_uri, count(DISTINCT uri) FROM refs WHERE kind = 'import' AND target_uri <> '' "
-                                  "GROUP BY target_uri", [])
-    return dict(rows)
-
-
-def with_import_prior(files, degree: dict[str, int], beta: float) -> list[str]:
-    """Files re-ordered by score x (1 + beta * log(1 + imported by) / log(1 + the most imported)): an
-    experiment, measured here before it goes into the search (issue 15)."""
-    top = math.log1p(max(degree.values(), default=0)) or 1.0
-    return [f.uri for f in sorted(files, key=lambda f: -f.score * (1 + beta * math.log1p(degree.get(f.uri, 0)) / top))]
-
-
-def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings, embedder, reranker_name: str,
-             import_prior: float = 0.0) -> dict:
+def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings, embedder, reranker_name: str) -> dict:
     from codeintel.retrieval.searcher import Searcher
 
     from codeintel.rerank import OnnxLateInteraction, create_reranker
@@ -109,15 +93,12 @@ def evaluate(rows: list[dict], work: Path, modes: list[str], settings: Settings,
     done = 0
     for (repo, commit), pair_rows in sorted(by_pair.items()):
         searcher = Searcher(index_dir(work, repo, commit), settings, embedder=embedder, reranker=reranker)
-        degree = import_degree(searcher) if import_prior else {}
         try:
             for r in pair_rows:
                 gold = set(r["gold_files"])
                 for mode in modes:
                     result = searcher.search(r["query"], k=DEPTH, mode=mode)
                     files = [f.uri for f in result.files]
-                    if import_prior:
-                        files = with_import_prior(result.files, degree, import_prior)
                     per_query.append(
                         {
                             "id": r["id"], "task": r["task"], "repo": repo, "mode": mode,
@@ -221,12 +202,14 @@ def main() -> int:
     parser.add_argument("--expand-from", type=int, help="top fused chunks whose callees are fused into hybrid (0: no graph expansion)")
     parser.add_argument("--reranker", choices=["cross-encoder", "late-interaction"], default="cross-encoder",
                         help="what hybrid+rerank re-scores with")
-    parser.add_argument("--import-prior", type=float, default=0.0, help="re-order files by how widely they are imported (experiment)")
+    parser.add_argument("--import-prior", type=float, help="weight of the file prior from imports (0: none); before it was "
+                        "built into the search (2026-12-03 import-prior-* results) this re-ordered result files afterwards")
     parser.add_argument("--tag", help="results file suffix")
     args = parser.parse_args()
 
     search = {k: v for k, v in {"rerank_depth": args.rerank_depth, "rerank_weight": args.rerank_weight,
-              "symbol_hits": args.symbol_hits, "expand_from": args.expand_from}.items() if v is not None}
+              "symbol_hits": args.symbol_hits, "expand_from": args.expand_from, "import_prior": args.import_prior}.items()
+              if v is not None}
     settings = Settings(search=msgspec.structs.replace(Settings().search, **search))
     embedder = create_embedder(settings.embedding, batch_size=settings.embed_batch_size)
     rows = load_rows(args.jsonl, args.task, args.repo, args.limit)
@@ -235,7 +218,7 @@ def main() -> int:
     if args.index_only:
         return 0
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    summary, per_query = evaluate(rows, args.work, modes, settings, embedder, args.reranker, args.import_prior)
+    summary, per_query = evaluate(rows, args.work, modes, settings, embedder, args.reranker)
     command = "python benchmarks/eval_retrieval.py " + " ".join(sys.argv[1:])
     write_outputs(summary, per_query, args.out, command, stats, args.tag)
     print(json.dumps(summary, indent=1))

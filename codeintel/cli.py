@@ -130,11 +130,11 @@ def cmd_index(args) -> int:
     from codeintel.indexing.pipeline import Indexer, describe_dry_run
 
     settings = _settings(args)
-    store = args.store or settings.store.uri
-    if store and not args.dry_run:
+    store = None
+    if (args.store or settings.store.uri) and not args.dry_run:
         from codeintel.storage.store import ArtifactStore, publish_current
 
-        store = ArtifactStore(store)  # a bad URI fails now, before any embedding
+        store = ArtifactStore(args.store or settings.store.uri)  # a bad URI fails now, before any embedding
     console = Console(stderr=True)
     labels = {"read": "reading files", "chunk": "chunking", "embed": "embedding"}
     with Progress(
@@ -159,7 +159,7 @@ def cmd_index(args) -> int:
 
         indexer = Indexer(settings, cache_path=Path(args.cache) if args.cache else None)
         report = indexer.run(args.path, args.index, dry_run=args.dry_run, compact=args.compact, rebuild=args.rebuild, progress=progress)
-    published = publish_current(args.index, store) if store and not report.dry_run else None
+    published = publish_current(args.index, store) if store is not None else None
     if args.json:
         _print_json(report)
         return 0

@@ -128,7 +128,7 @@ class SearchPlan(msgspec.Struct, frozen=True):
             retrievers=_RETRIEVERS[request.mode],
             rerank_depth=settings.rerank_depth,
             rerank_weight=settings.rerank_weight,
-            import_prior=settings.import_prior if "symbol" in _RETRIEVERS[request.mode] else 0.0,  # the graph's modes
+            import_prior=settings.import_prior,
             prepare_ms=elapsed_ms(t),
         )
 
@@ -141,8 +141,9 @@ class SearchPlan(msgspec.Struct, frozen=True):
         return self.request.mode == "hybrid+rerank"
 
     @property
-    def expands(self) -> bool:
-        return "symbol" in self.retrievers  # the graph's modes
+    def uses_graph(self) -> bool:
+        """The modes that read the code graph: its symbol retriever, callee expansion, import prior."""
+        return "symbol" in self.retrievers
 
     @property
     def demotes(self) -> bool:
@@ -156,7 +157,7 @@ class SearchPlan(msgspec.Struct, frozen=True):
 
     def select(self, rows: Sequence[ChunkRow], scores: dict[int, float]) -> tuple[list[ChunkRow], dict[int, float]]:
         """Hydrated rows (scope applied) -> the candidates: import prior, overlaps collapsed, report prior."""
-        if self.import_prior:
+        if self.import_prior and self.uses_graph:
             scores = {row.id: scores[row.id] * (1 + self.import_prior * row.centrality) for row in rows}
             rows = sorted(rows, key=lambda row: -scores[row.id])
         kept = collapse_overlaps(list(rows))

@@ -9,7 +9,7 @@ import msgspec
 from codeintel.retrieval.query import PreparedQuery
 from codeintel.storage.lexical import LexicalIndex
 
-__all__ = ["RetrieverResult", "elapsed_ms", "path_hits", "lexical_hits"]
+__all__ = ["RetrieverResult", "elapsed_ms", "path_hits", "ranked_hits", "lexical_hits"]
 
 _MAX_DEPTH = 4000
 
@@ -28,6 +28,12 @@ def elapsed_ms(start: float) -> float:
 def path_hits(ids, allowed, limit: int) -> list[tuple[int, float]]:
     """Chunks of files the query names, within the scope, capped: every one scores alike."""
     return [(i, 1.0) for i in ids if allowed is None or i in allowed][:limit]
+
+
+def ranked_hits(ids, allowed, limit: int | None = None) -> list[tuple[int, float]]:
+    """Ids in the order a lookup found them, within the scope, capped, scored 1/rank."""
+    kept = [i for i in ids if allowed is None or i in allowed][:limit]
+    return [(i, 1.0 / n) for n, i in enumerate(kept, 1)]
 
 
 def lexical_hits(index: LexicalIndex, query: PreparedQuery, k: int, allowed: frozenset[int] | None = None) -> list[tuple[int, float]]:

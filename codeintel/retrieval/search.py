@@ -21,7 +21,7 @@ from codeintel.config import SearchSettings
 from codeintel.errors import ReplicaLostError, RetrieversUnavailableError, VersionGoneError
 from codeintel.retrieval.plan import HINTS, SearchPlan, SearchRequest, SearchResult
 from codeintel.retrieval.query import PreparedQuery
-from codeintel.retrieval.retrievers import RetrieverResult, elapsed_ms, path_hits
+from codeintel.retrieval.retrievers import RetrieverResult, elapsed_ms, path_hits, ranked_hits
 from codeintel.service.metrics import ServiceMetrics
 from codeintel.storage.catalog import ChunkRow
 from codeintel.storage.dense import merge_best
@@ -64,6 +64,13 @@ class SearchPorts(Protocol):
     async def hydrate(self, ids: list[int], scope: Scope, version: str) -> list[ChunkRow]: ...
 
     async def rerank(self, query: str, passages: list[str]) -> list[float]: ...
+
+
+def _why_skipped(exc: BaseException, timeout: float) -> str:
+    """A skipped retriever's reason, as results and metrics report it."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"timeout: no answer within {timeout:g} s"
+    return f"error: {type(exc).__name__}"
 
 
 class _Stages:
@@ -128,7 +135,7 @@ class SearchPipeline:
             with stages.stage("scope"):
                 allowed = await ask_idempotent(self.ports.scope_ids, plan.scope, version)
         results, skipped = await self._retrieve(plan, allowed, version, min(self.settings.retriever_timeout_s, budget_s or math.inf))
-        if plan.expands and self.settings.expand_from > 0:
+        if plan.uses_graph and self.settings.expand_from > 0:
             expansion = await self._expand(plan, results, allowed, version, min(self.settings.retriever_timeout_s, budget_s or math.inf))
             if isinstance(expansion, str):
                 skipped["graph"] = expansion
@@ -173,10 +180,8 @@ class SearchPipeline:
         for name, outcome in zip(names, outcomes, strict=True):
             if isinstance(outcome, VersionGoneError):
                 raise outcome
-            if isinstance(outcome, asyncio.TimeoutError):
-                skipped[name] = f"timeout: no answer within {timeout:g} s"
-            elif isinstance(outcome, BaseException):
-                skipped[name] = f"error: {type(outcome).__name__}"
+            if isinstance(outcome, BaseException):
+                skipped[name] = _why_skipped(outcome, timeout)
             else:
                 results.append(outcome)
         if all(r.name in HINTS for r in results):  # file and name mentions alone are a hint, not a ranking
@@ -193,12 +198,9 @@ class SearchPipeline:
             ids = await asyncio.wait_for(ask_idempotent(self.ports.callee_ids, seeds, self.settings.expand_hits, version), timeout)
         except VersionGoneError:
             raise
-        except asyncio.TimeoutError:
-            return f"timeout: no answer within {timeout:g} s"
         except Exception as exc:  # the graph is a hint: without it the search goes on
-            return f"error: {type(exc).__name__}"
-        allowed_set = None if allowed is None else frozenset(allowed)
-        hits = [(i, 1.0 / n) for n, i in enumerate((i for i in ids if allowed_set is None or i in allowed_set), 1)]
+            return _why_skipped(exc, timeout)
+        hits = ranked_hits(ids, None if allowed is None else frozenset(allowed))
         return RetrieverResult("graph", hits, {"graph": elapsed_ms(t)})
 
     async def _dense(self, plan: SearchPlan, allowed: list[int] | None, version: str) -> RetrieverResult:
@@ -232,5 +234,5 @@ class SearchPipeline:
         hits: Hits = []
         if plan.prepared.symbols:
             ids = await ask_idempotent(self.ports.symbol_ids, plan.prepared.symbols, version)
-            hits = [(i, 1.0 / n) for n, i in enumerate((i for i in ids if allowed is None or i in allowed), 1)][: self.settings.symbol_hits]
+            hits = ranked_hits(ids, allowed, self.settings.symbol_hits)
         return RetrieverResult("symbol", hits, {"symbol": elapsed_ms(t)})

@@ -8,7 +8,6 @@ so ids are inlined after validation and everything user-supplied stays a paramet
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -16,6 +15,7 @@ from typing import Iterable
 import duckdb
 import msgspec
 
+from codeintel.storage.graph import CodeGraph
 from codeintel.storage.scope import Scope, scope_sql
 
 __all__ = ["ChunkRow", "Catalog", "build_catalog", "CATALOG_COLUMNS"]
@@ -111,12 +111,9 @@ class Catalog:
         """Each imported file's :attr:`ChunkRow.centrality`, computed once per open version."""
         if self._centrality is None:
             try:
-                rows = self.query("SELECT target_uri, count(DISTINCT uri) FROM refs WHERE kind = 'import' AND target_uri <> '' "
-                                  "GROUP BY target_uri", [])
+                self._centrality = CodeGraph(self.query).centrality()
             except duckdb.CatalogException:  # a version without the code graph
-                rows = []
-            top = math.log1p(max((n for _, n in rows), default=0)) or 1.0
-            self._centrality = {uri: math.log1p(n) / top for uri, n in rows}
+                self._centrality = {}
         return self._centrality
 
     def ids_in_scope(self, scope: Scope, limit: int | None = None) -> list[int]:

@@ -9,6 +9,7 @@ symbol retriever's lookups, all scoped like search.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -141,6 +142,13 @@ class CodeGraph:
                 [name, int(per_name)])
             ids.update((r[0], None) for r in rows)
         return list(ids)
+
+    def centrality(self) -> dict[str, float]:
+        """Per imported file, log(1 + files importing it) / log(1 + files importing the most imported one)."""
+        rows = self._query("SELECT target_uri, count(DISTINCT uri) FROM refs WHERE kind = 'import' AND target_uri <> '' "
+                           "GROUP BY target_uri", [])
+        top = math.log1p(max((n for _, n in rows), default=0)) or 1.0
+        return {uri: math.log1p(n) / top for uri, n in rows}
 
     def callee_chunks(self, ids: Sequence[int], limit: int) -> list[int]:
         """The chunks defining what the chunks ``ids`` call, nearest first (the callees of the first
