@@ -159,7 +159,7 @@ def cmd_index(args) -> int:
 
         indexer = Indexer(settings, cache_path=Path(args.cache) if args.cache else None)
         report = indexer.run(args.path, args.index, dry_run=args.dry_run, compact=args.compact, rebuild=args.rebuild, progress=progress)
-    published = publish_current(args.index, store) if store is not None else None
+    published = publish_current(args.index, store, settings.store) if store is not None else None
     if args.json:
         _print_json(report)
         return 0

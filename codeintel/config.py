@@ -265,6 +265,9 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     uri: str = ""
     cache_dir: str = "~/.cache/codeintel/versions"  # each node's verified copies of the versions it serves
     keep_versions: int = 2  # cached versions a node keeps, beyond those a request holds
+    retain_versions: int = 3  # the newest versions a prune keeps in the store, leased or not
+    lease_ttl_s: float = 60.0  # a serving process refreshes its leases every third of this; older ones are stale
+    current_ttl_s: float = 1.0  # how long the ingress trusts the CURRENT it read (one store GET per period)
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -87,7 +87,7 @@ class Hydrator(_Swappable, HydratorBackend):
 @serve.deployment(name="IndexWriter", num_replicas=1, ray_actor_options={"num_cpus": 0.25})
 class IndexWriter(ReindexJobs):
     def __init__(self, index_dir: str, settings: Settings = Settings()) -> None:
-        super().__init__(index_dir, lambda: Indexer(settings))
+        super().__init__(index_dir, lambda: Indexer(settings), store=settings.store)
 
     def reconfigure(self, user_config: dict) -> None:
         self.index_dir = (user_config or {}).get("index_dir") or self.index_dir

@@ -32,7 +32,7 @@ from codeintel.service.metrics import ServiceMetrics
 from codeintel.service.problems import install_problem_handlers
 from codeintel.service.readiness import PROBES, probe_error, readiness, status_headline
 from codeintel.storage.catalog import ChunkRow
-from codeintel.storage.layout import IndexLayout
+from codeintel.service.versions import version_source
 from codeintel.storage.scope import Scope
 from codeintel.storage.source import MAX_LINES
 
@@ -40,7 +40,7 @@ __all__ = ["Ingress", "IngressConfig", "api"]
 
 
 class IngressConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    index_dir: str  # requests pin the version its CURRENT names
+    index_dir: str  # requests pin the version its CURRENT names (the store's, where settings.store has one)
     traces_dir: str | None = None  # AnswerTrace Parquet dataset; None: no traces
     expect_gpu: bool = False
 
@@ -151,7 +151,7 @@ class _ServePorts:
         self.shards = len(ingress.shards)
 
     async def pin(self) -> str:
-        return IndexLayout(self.ingress.config.index_dir).current().name
+        return self.ingress.versions.current()
 
     async def session_scope(self, session_id: str) -> Scope | None:
         return await _remote(self.ingress.scopes.get, session_id)
@@ -196,6 +196,7 @@ class Ingress:
         self.embedder, self.shards, self.lexical, self.hydrator = embedder, list(shards), lexical, hydrator
         self.reranker, self.scopes, self.generator, self.writer = reranker, scopes, generator, writer
         self.config, self.settings = config, settings
+        self.versions = version_source(config.index_dir, settings.store)  # what a request pins: CURRENT
         self.metrics = ServiceMetrics(ray_mirror=True)
         api.state.metrics = self.metrics  # one ingress per replica process: the middleware counts into it
         self.pipeline = SearchPipeline(_ServePorts(self), settings.search, self.metrics)
@@ -205,6 +206,7 @@ class Ingress:
         """``user_config: {index_dir}`` (serve_config.yaml) moves request pinning along with the replicas' index swap."""
         if (user_config or {}).get("index_dir"):
             self.config = msgspec.structs.replace(self.config, index_dir=user_config["index_dir"])
+            self.versions = version_source(self.config.index_dir, self.settings.store)
 
     def check_health(self) -> None:
         if self.traces is not None:

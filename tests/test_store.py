@@ -155,3 +155,56 @@ def test_the_current_version_cannot_be_deleted_and_bad_uris_are_clear(store, bui
         store.set_current(first.name)
     with pytest.raises(StoreError, match="cannot open artifact store"):
         ArtifactStore("nosuchscheme://x/y")
+
+
+def test_prune_keeps_current_newest_and_leased_versions_until_their_lease_goes_stale(store, built, tmp_path):
+    first, second = built
+    store.publish(first)
+    store.publish(second)
+    store.lease(first.name, "node-b-1")  # a replica on another node serves the older version
+    assert store.leased(ttl_s=60) == {first.name: ["node-b-1"]}
+    assert store.prune(retain=1, ttl_s=60) == [] and store.versions() == sorted([first.name, second.name])
+    assert store.prune(retain=1, ttl_s=0) == [first.name]  # the same lease, stale under a zero TTL: the replica died
+    assert store.versions() == [second.name] and store.leased(ttl_s=60) == {}
+    store.release(second.name, "nobody")  # releasing what is not held is no error
+    assert store.prune(retain=1, ttl_s=60) == [] and store.current() == second.name  # CURRENT always stays
+
+
+def test_backends_serve_from_the_store_with_leases_and_follow_its_current(store, built, tmp_path):
+    """Replicas on a node that never sees the writer's index: only the store and their own cache."""
+    from codeintel.config import Settings, StoreSettings
+    from codeintel.service.backends import HydratorBackend, LexicalBackend, ShardBackend
+    from codeintel.storage.scope import Scope
+
+    first, second = built
+    store.publish(first)
+    settings = Settings(store=StoreSettings(uri=store.uri, cache_dir=str(tmp_path / "node-b"), current_ttl_s=0))
+    nowhere = str(tmp_path / "no-index-here")
+    hydrator, lexical, shard = HydratorBackend(nowhere, settings), LexicalBackend(nowhere, settings), ShardBackend(nowhere, settings=settings)
+    assert hydrator.info()["version"] == first.name and lexical.info()["docs"] > 0 and shard.info()["vectors"] > 0
+    assert sorted(store.leased(60)[first.name]) == sorted({p.source.holder for p in (hydrator.pool, lexical.pool, shard.pool)})
+    store.publish(second)  # a reindex elsewhere: CURRENT moves, the replicas follow
+    assert hydrator.info()["version"] == second.name
+    ids = hydrator.ids_in_scope(Scope(), second.name)
+    assert hydrator.query_by_ids(ids[:1], Scope(), second.name)[0].id == ids[0]
+    assert set(store.leased(60)) == {first.name, second.name}  # both open (keep=2) in this process
+    assert not (tmp_path / "no-index-here").exists() and (tmp_path / "node-b" / second.name).is_dir()
+
+
+def test_a_writer_on_a_fresh_node_starts_from_the_store_and_publishes_to_it(tmp_path, real_embedder):
+    from codeintel.config import StoreSettings
+    from codeintel.service.reindex import ReindexJobs
+    from codeintel.storage.store import publish_current
+    from test_reindex import wait
+
+    repo = write_tree(tmp_path / "repo", SMALL_REPO)
+    Indexer(embedder=real_embedder).run(repo, tmp_path / "first-writer")
+    store = ArtifactStore(str(tmp_path / "store"))
+    published = publish_current(tmp_path / "first-writer", store)
+    (repo / "app" / "extra.py").write_text("def parse_toml_config(path):\n    return tomllib.load(open(path, 'rb'))\n")
+    settings = StoreSettings(uri=store.uri)
+    jobs = ReindexJobs(str(tmp_path / "second-writer"), lambda: Indexer(embedder=real_embedder), store=settings)
+    job = wait(jobs, jobs.start()["job_id"])
+    assert job["state"] == "done", job
+    assert job["summary"]["changed_files"] == 1 and job["summary"]["embedded"] < 5  # incremental on the seeded version
+    assert store.current() == job["summary"]["version"] != published and store.versions() == sorted([published, store.current()])

@@ -39,7 +39,7 @@ class ShardBackend:
                  settings: Settings = Settings()) -> None:
         set_search_threads(1)  # one OpenMP thread per replica: concurrency comes from replicas
         self.shard, self.num_shards, self.use_gpu, self.settings = shard, num_shards, use_gpu, settings
-        self.pool: VersionPool[DenseIndex] = VersionPool(index_dir, self._open)
+        self.pool: VersionPool[DenseIndex] = VersionPool(index_dir, self._open, store=settings.store)
 
     def _open(self, paths: VersionPaths, manifest: IndexManifest) -> DenseIndex:
         if self.num_shards == 1:
@@ -83,7 +83,7 @@ class LexicalBackend:
 
     def __init__(self, index_dir: str, settings: Settings = Settings()) -> None:
         self.settings = settings
-        self.pool: VersionPool[_Lexical] = VersionPool(index_dir, self._open, lambda state: state.index.close())
+        self.pool: VersionPool[_Lexical] = VersionPool(index_dir, self._open, lambda state: state.index.close(), store=settings.store)
 
     def _open(self, paths: VersionPaths, manifest: IndexManifest) -> _Lexical:
         index = LexicalIndex(paths.lexical, self.settings.lexical)
@@ -114,7 +114,7 @@ class HydratorBackend:
     """The DuckDB catalog: hydrate ids with the scope in SQL; scope ids, path mentions, files, status."""
 
     def __init__(self, index_dir: str, settings: Settings = Settings()) -> None:
-        self.pool: VersionPool[_Catalog] = VersionPool(index_dir, self._open, lambda state: state.catalog.close())
+        self.pool: VersionPool[_Catalog] = VersionPool(index_dir, self._open, lambda state: state.catalog.close(), store=settings.store)
 
     @staticmethod
     def _open(paths: VersionPaths, manifest: IndexManifest) -> _Catalog:

@@ -2,6 +2,9 @@
 
 Publishing is the index's atomic CURRENT swap; serving processes open the new version when the
 first request pinned to it arrives, and requests in flight finish on the version they started on.
+With an artifact store configured, the writer builds on its own disk and then publishes to the store
+(whose CURRENT every node's replicas follow), pruning it by the store's policy; a writer on a fresh
+node starts from the store's CURRENT.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from typing import Callable
 
 import msgspec
 
+from codeintel.config import StoreSettings
 from codeintel.errors import CodeIntelError, IndexLockedError
 from codeintel.indexing.pipeline import Indexer
 from codeintel.storage.layout import IndexLayout, now_iso
+from codeintel.storage.store import ArtifactStore, publish_current, seed_index
 
 __all__ = ["ReindexJobs"]
 
@@ -23,8 +28,9 @@ __all__ = ["ReindexJobs"]
 class ReindexJobs:
     """``indexer`` makes the Indexer on the first job (its embedder loads then, not at start)."""
 
-    def __init__(self, index_dir: str, indexer: Callable[[], Indexer] = Indexer, history: int = 20) -> None:
-        self.index_dir, self.history = index_dir, history
+    def __init__(self, index_dir: str, indexer: Callable[[], Indexer] = Indexer, history: int = 20,
+                 store: StoreSettings = StoreSettings()) -> None:
+        self.index_dir, self.history, self.store = index_dir, history, store
         self._make_indexer = indexer
         self._indexer: Indexer | None = None
         self.jobs: dict[str, dict] = {}
@@ -34,6 +40,8 @@ class ReindexJobs:
     def start(self, rebuild: bool = False) -> dict:
         """Start a reindex of the indexed repository; the job's state. ``rebuild`` ignores the
         previous version (the way back from a damaged one). IndexLockedError while one runs."""
+        if self.store.uri:
+            seed_index(Path(self.index_dir), ArtifactStore(self.store.uri))
         root = Path(IndexLayout(self.index_dir).current().read_manifest().repo.root)
         with self._lock:
             running = [j for j in self.jobs.values() if j["state"] == "running"]
@@ -58,6 +66,10 @@ class ReindexJobs:
             report = self._indexer.run(root, self.index_dir, rebuild=rebuild, progress=progress)
             summary = msgspec.to_builtins(report)
             summary["skipped_files"] = summary["skipped_files"][:50]
+            if self.store.uri:
+                job.update(stage="publish")
+                summary["store"] = self.store.uri
+                summary["version"] = publish_current(Path(self.index_dir), ArtifactStore(self.store.uri), self.store)
             outcome = {"state": "done", "stage": "published", "summary": summary}
         except CodeIntelError as exc:
             outcome = {"state": "failed", "error": str(exc)}

@@ -229,15 +229,19 @@ class IndexLayout:
         final = self.versions / build.name.removeprefix(".build-")
         os.replace(build.root, final)
         _fsync_dir(self.versions)
+        self.point_current(final.name)
+        self._prune(keep=final.name)
+        return VersionPaths(final)
+
+    def point_current(self, name: str) -> None:
+        """Swap CURRENT to a complete version directory (caller holds the lock)."""
         tmp = self.root / f"CURRENT.{secrets.token_hex(4)}.tmp"
         with open(tmp, "w") as f:
-            f.write(final.name + "\n")
+            f.write(name + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.current_file)
         _fsync_dir(self.root)
-        self._prune(keep=final.name)
-        return VersionPaths(final)
 
     def _prune(self, keep: str) -> None:
         """Keep the newest versions, and any older one a serving replica still leases (see VersionLease)."""

@@ -6,12 +6,16 @@ The store is the only thing nodes share (no shared POSIX filesystem, no flock ac
       CURRENT                      name of the published version (one small object, replaced whole)
       versions/<name>/...          the version's immutable files, as the writer built them
       versions/<name>/CHECKSUMS    {relative path: [size, sha256]}, written after every file
+      leases/<name>/<holder>       a serving process holds version <name> (refreshed; stale after a TTL)
 
 A version counts as published once its CHECKSUMS exists, so a reader never sees half an upload;
 CURRENT moves only after that. A replica pulls the version it is asked for into its node-local
 cache, verifying every file against CHECKSUMS in a temporary directory that is renamed into place,
 and serves from there (:class:`VersionCache`, with least-recently-used eviction of the versions no
-request holds). Store URIs are pyarrow's: ``file:///abs/path``, a plain path, or
+request holds). Pinning across nodes needs no file lock: a process serving a version keeps a lease
+object of its own fresh in the store, and :meth:`ArtifactStore.prune` (the writer's, after each
+publish) deletes only versions that are neither CURRENT, among the newest ``retain``, nor leased
+within the TTL. Store URIs are pyarrow's: ``file:///abs/path``, a plain path, or
 ``s3://bucket/prefix?endpoint_override=host:port&scheme=http`` (credentials from the usual AWS
 environment variables or the URI).
 """
@@ -22,6 +26,7 @@ import fcntl
 import hashlib
 import os
 import secrets
+import socket
 import shutil
 import threading
 import time
@@ -32,13 +37,19 @@ from typing import Iterator
 import msgspec
 import pyarrow.fs as pafs
 
+from codeintel.config import StoreSettings
 from codeintel.errors import StoreError, VersionGoneError
 from codeintel.storage.layout import IndexLayout
 
-__all__ = ["ArtifactStore", "VersionCache", "CHECKSUMS", "publish_current"]
+__all__ = ["ArtifactStore", "VersionCache", "CHECKSUMS", "publish_current", "seed_index", "holder_id"]
 
 CHECKSUMS = "CHECKSUMS"
 _CHUNK = 8 << 20
+
+
+def holder_id() -> str:
+    """Names one serving process in lease objects: which node, which process."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def _sha256_file(path: Path) -> str:
@@ -97,11 +108,44 @@ class ArtifactStore:
         """Remove a version (never the current one): its CHECKSUMS first, so no reader starts on it."""
         if name == self.current():
             raise StoreError(f"version {name!r} is current in {self.uri}; publish another first")
+        for path in (self._path("versions", name, CHECKSUMS), self._path("versions", name), self._path("leases", name)):
+            try:
+                (self.fs.delete_file if path.endswith(CHECKSUMS) else self.fs.delete_dir)(path)
+            except FileNotFoundError:
+                pass
+
+    # -- leases: which versions serving processes hold, across nodes -------------------------------
+    def lease(self, name: str, holder: str) -> None:
+        """Say (again) that ``holder`` serves version ``name``; the object's mtime is the heartbeat."""
+        self.fs.create_dir(self._path("leases", name), recursive=True)
+        self._put(self._path("leases", name, holder), b"")
+
+    def release(self, name: str, holder: str) -> None:
         try:
-            self.fs.delete_file(self._path("versions", name, CHECKSUMS))
-            self.fs.delete_dir(self._path("versions", name))
+            self.fs.delete_file(self._path("leases", name, holder))
         except FileNotFoundError:
             pass
+
+    def leased(self, ttl_s: float) -> dict[str, list[str]]:
+        """Versions with a lease refreshed within ``ttl_s`` seconds, and their holders."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self._path("leases"), recursive=True, allow_not_found=True))
+        now, live = time.time(), {}
+        for info in infos:
+            if info.type != pafs.FileType.File or info.mtime is None:
+                continue
+            if now - info.mtime.timestamp() < ttl_s:
+                version, holder = info.path.rsplit("/", 2)[-2:]
+                live.setdefault(version, []).append(holder)
+        return live
+
+    def prune(self, retain: int, ttl_s: float) -> list[str]:
+        """Delete versions that are not CURRENT, not among the newest ``retain`` and not leased within
+        ``ttl_s`` (a crashed replica's lease goes stale and stops protecting its version)."""
+        names, current, leased = self.versions(), self.current(), self.leased(ttl_s)
+        doomed = [n for n in names[: -max(1, retain)] if n != current and n not in leased]
+        for name in doomed:
+            self.delete(name)
+        return doomed
 
     def _put(self, path: str, data: bytes) -> None:
         """One small object, replaced whole: an S3 PUT is atomic; locally, write aside and rename."""
@@ -167,13 +211,29 @@ class ArtifactStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def publish_current(index_dir: Path, store: ArtifactStore) -> str:
-    """Upload the index directory's published version to the store (once) and make it CURRENT there."""
+def publish_current(index_dir: Path, store: ArtifactStore, settings: StoreSettings = StoreSettings()) -> str:
+    """Upload the index directory's published version to the store (once), make it CURRENT there,
+    then prune the store by the settings' policy."""
     version = IndexLayout(index_dir).current().root
     if version.name in store.versions():
         store.set_current(version.name)  # an up-to-date re-index: nothing new to upload
-        return version.name
-    return store.publish(version)
+    else:
+        store.publish(version)
+    store.prune(settings.retain_versions, settings.lease_ttl_s)
+    return version.name
+
+
+def seed_index(index_dir: Path, store: ArtifactStore) -> str | None:
+    """Give an empty index directory the store's CURRENT version, so a writer on a fresh node
+    updates it incrementally instead of rebuilding; None when there is nothing to seed from."""
+    layout = IndexLayout(index_dir)
+    name = store.current()
+    if name is None or layout.current_or_none() is not None:
+        return None
+    with layout.lock():
+        store.fetch(name, layout.versions / name)
+        layout.point_current(name)
+    return name
 
 
 class VersionCache:
