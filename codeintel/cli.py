@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-bytes", type=int, help="skip files larger than this")
     p.add_argument("--cache", help="embedding cache file (default: INDEX/cache/embeddings.duckdb)")
     p.add_argument("--show-skipped", action="store_true", help="list every skipped file with its reason")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="parse and embed as Ray Data tasks on the Ray "
+                   "cluster at ADDRESS (e.g. auto, or host:6379); without one, a local Ray")
+    p.add_argument("--workers", type=int, metavar="N", help="with --ray: embedder actors (default: one per node, or per GPU)")
     p.add_argument("--store", metavar="URI", help="also publish the version to this artifact store (a directory or "
                    "s3://bucket/prefix?endpoint_override=...; default: [store] uri of the config)")
 
@@ -157,7 +160,15 @@ def cmd_index(args) -> int:
             rate = f"{done / task.elapsed:.1f}/s" if stage == "embed" and task.elapsed else ""
             bar.update(tasks[stage], completed=done, total=total, rate=rate)
 
-        indexer = Indexer(settings, cache_path=Path(args.cache) if args.cache else None)
+        executor = None
+        if args.ray is not None:
+            from codeintel.indexing.distributed import RayExecutor
+
+            _local_ray_env()
+            executor = RayExecutor(settings, address=args.ray or None, workers=args.workers)
+        elif args.workers is not None:
+            raise InputError("--workers goes with --ray")
+        indexer = Indexer(settings, cache_path=Path(args.cache) if args.cache else None, executor=executor)
         report = indexer.run(args.path, args.index, dry_run=args.dry_run, compact=args.compact, rebuild=args.rebuild, progress=progress)
     published = publish_current(args.index, store, settings.store) if store is not None else None
     if args.json:
@@ -249,12 +260,16 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _local_ray_env() -> None:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local dev; clusters use token auth (README)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
 def cmd_serve(args) -> int:
     import signal
     import time
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local dev; clusters use token auth (README)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _local_ray_env()
     from codeintel.storage.layout import IndexLayout
 
     IndexLayout(args.index).current().read_manifest()  # fail fast, with one line, on a missing index

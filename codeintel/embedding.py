@@ -134,10 +134,10 @@ class VLLMEmbedder(_ContractEncoder):
 
 
 def create_embedder(contract: EmbeddingContract, *, batch_size: int = 16,
-                    engine: Literal["onnx", "vllm"] | EnginesSettings = "onnx") -> Embedder:
+                    engine: Literal["onnx", "vllm"] | EnginesSettings = "onnx", threads: int | None = None) -> Embedder:
     """The configured embedder for a contract. ``engine`` is a name, or ``Settings.engines`` to also
     carry vLLM's device and memory share; vLLM batches by itself, so ``batch_size`` is ONNX's."""
     engines = engine if isinstance(engine, EnginesSettings) else EnginesSettings(embedder=engine)
     if engines.embedder == "vllm":
         return VLLMEmbedder(contract, device=engines.vllm_device, gpu_memory_utilization=engines.gpu_memory_utilization)
-    return OnnxEmbedder(contract, batch_size=batch_size)
+    return OnnxEmbedder(contract, batch_size=batch_size, threads=threads)

@@ -23,6 +23,7 @@ def run_cli(*args: str, cwd: Path | None = None, input: str | None = None) -> su
     "args, message",
     [
         (["index", "/definitely/missing"], "path does not exist"),
+        (["index", ".", "--workers", "2"], "--workers goes with --ray"),
         (["search", "q", "--index", "/definitely/missing"], "no index at"),
         (["status", "--index", "/definitely/missing"], "no index at"),
         (["search", "q", "--mode", "magic"], "invalid choice"),

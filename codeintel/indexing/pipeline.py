@@ -22,8 +22,9 @@ from codeintel import __version__
 from codeintel.config import Settings
 from codeintel.embedding import Embedder, create_embedder
 from codeintel.errors import EmptyRepositoryError, IndexFormatError, InputError
-from codeintel.indexing.chunking import Chunk, chunk_file, content_hash
-from codeintel.indexing.graph import Reference, extract_graph, resolve_imports
+from codeintel.indexing.chunking import Chunk, content_hash
+from codeintel.indexing.executor import Executor, LocalExecutor, Parsed
+from codeintel.indexing.graph import Reference, resolve_imports
 from codeintel.indexing.walk import RepoInfo, SourceFile, Skipped, discover, load, repo_info
 from codeintel.storage.catalog import build_catalog
 from codeintel.storage.chunks import FILE_SCHEMA, embeddings_of, new_chunk_table, read_chunk_table, write_chunks
@@ -105,12 +106,15 @@ def _lexical_docs_from_table(table: pa.Table):
 
 
 class Indexer:
-    """Builds and updates one index directory. The embedder is injected (tests count its calls)."""
+    """Builds and updates one index directory. The embedder is injected (tests count its calls);
+    ``executor`` says where parsing and embedding run (default: this process)."""
 
-    def __init__(self, settings: Settings = Settings(), embedder: Embedder | None = None, cache_path: Path | None = None) -> None:
+    def __init__(self, settings: Settings = Settings(), embedder: Embedder | None = None, cache_path: Path | None = None,
+                 executor: Executor | None = None) -> None:
         self.settings = settings
         self._embedder = embedder
         self.cache_path = cache_path
+        self.executor = executor or LocalExecutor(lambda: self.embedder)
 
     @property
     def embedder(self) -> Embedder:
@@ -174,7 +178,8 @@ class Indexer:
                 return report
 
             t = time.perf_counter()
-            new_chunks = self._chunk(info, changed, progress)
+            parsed = self.executor.parse(info.name, changed, self.settings.chunk, progress)
+            new_chunks = [c for p in parsed for c in p.chunks]
             stages["chunk"] = time.perf_counter() - t
 
             touched = {f.uri for f in changed} | set(removed)
@@ -207,7 +212,7 @@ class Indexer:
             stages["store"] = time.perf_counter() - t
 
             t = time.perf_counter()
-            self._graph(previous, build, changed, touched, files)
+            self._graph(previous, build, parsed, touched, files)
             stages["graph"] = time.perf_counter() - t
 
             t = time.perf_counter()
@@ -274,13 +279,6 @@ class Indexer:
             progress("read", i, len(candidates))
         return files, skipped
 
-    def _chunk(self, info: RepoInfo, files: Sequence[SourceFile], progress: ProgressFn) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        for i, f in enumerate(files, 1):
-            chunks.extend(chunk_file(info.name, f.uri, f.text, f.lang, self.settings.chunk))
-            progress("chunk", i, len(files))
-        return chunks
-
     @staticmethod
     def _previous_files(previous: VersionPaths | None) -> dict[str, str]:
         if previous is None:
@@ -324,13 +322,16 @@ class Indexer:
                     todo.append((i, key))
             reused += len(missing) - len(todo)
             batch = max(self.settings.embed_batch_size * 8, 64)
-            for start in range(0, len(todo), batch):
-                part = todo[start : start + batch]
-                out = self.embedder.embed([embed_input(chunks[i]) for i, _ in part])
-                for (i, _), vec in zip(part, out):
+            start = 0
+            for out in self.executor.embed([embed_input(chunks[i]) for i, _ in todo], batch):
+                part = todo[start : start + len(out)]
+                for (i, _), vec in zip(part, out, strict=True):
                     vectors[i] = vec
-                cache.put_many([key for _, key in part], out)
-                progress("embed", start + len(part), len(todo))
+                cache.put_many([key for _, key in part], out)  # each batch as it comes: an interrupted run keeps them
+                start += len(out)
+                progress("embed", start, len(todo))
+            if start != len(todo):
+                raise RuntimeError(f"the executor embedded {start} of {len(todo)} chunks")
         finally:
             cache.close()
         return vectors, len(todo), reused
@@ -352,15 +353,12 @@ class Indexer:
         pq.write_table(table, build.files)
 
     @staticmethod
-    def _graph(previous: VersionPaths | None, build: VersionPaths, changed: Sequence[SourceFile], touched: set[str],
+    def _graph(previous: VersionPaths | None, build: VersionPaths, parsed: Sequence[Parsed], touched: set[str],
                files: Sequence[SourceFile]) -> None:
-        """The code graph: rows of untouched files carried over, changed files re-extracted, every
+        """The code graph: rows of untouched files carried over, changed files' rows as parsed, every
         import re-resolved (its target may have come or gone)."""
-        defs, refs = [], []
-        for f in changed:
-            d, r = extract_graph(f.uri, f.text, f.lang)
-            defs += d
-            refs += r
+        defs = [d for p in parsed for d in p.defs]
+        refs = [r for p in parsed for r in p.refs]
         new_defs, new_refs = definitions_table(defs), references_table(refs)
         old_defs = carry_graph(previous.graph_defs, touched, DEF_SCHEMA) if previous else None
         old_refs = carry_graph(previous.graph_refs, touched, REF_SCHEMA) if previous else None
@@ -405,7 +403,7 @@ class Indexer:
         previous = layout.current_or_none()
         prev_files = self._previous_files(previous) if previous else {}
         changed = [f for f in files if prev_files.get(f.uri) != f.file_hash]
-        chunks = self._chunk(info, changed, progress)
+        chunks = [c for p in self.executor.parse(info.name, changed, self.settings.chunk, progress, graph=False) for c in p.chunks]
         report = self._report(layout, info, previous.name if previous else None, files, skipped, started, stages)
         report.dry_run = True
         report.changed_files = len(changed)
