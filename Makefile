@@ -21,7 +21,7 @@ DEMO_GENERATOR ?= llm
 
 VLLM_STAMP := $(VENV)/.vllm-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 
-.PHONY: install install-vllm test demo bench clean
+.PHONY: install install-vllm test test-cluster demo bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ $(STAMP): pyproject.toml Makefile
 
 test: install-vllm
 	$(BIN)/python -m pytest -q
+
+# Two Ray nodes on loopback sharing only an S3 store (moto): reindex while serving, lose a node
+test-cluster: install
+	$(BIN)/python -m pytest -q -m cluster tests/test_cluster.py
 
 # Index this repository, start the Serve app on CPU, stream one cited answer over HTTP, stop.
 demo: $(if $(filter vllm,$(DEMO_GENERATOR)),install-vllm,install)

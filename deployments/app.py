@@ -23,6 +23,9 @@ class AppArgs(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     num_shards: int = 1
     ingress_replicas: int = 1
     use_gpu: bool = False  # FAISS shards clone to GPU (and readiness expects them there)
+    # custom Ray resources each FAISS shard replica needs: pins shards to the nodes that offer them
+    # (`ray start --resources '{"shard_node": 2}'`); such nodes read versions only from the store
+    shard_resources: dict[str, float] = {}
     scope_backend: str = "memory"  # or redis://host:6379/0 (needs the redis extra)
     traces_dir: str | None = None  # where answer traces go (Parquet); None: next to the index
     # "extractive" (no model), "llm" (the bundled model in llama.cpp), "vllm" (an LLM deployment of
@@ -52,7 +55,8 @@ class Backends:
 
 
 def _shard(cfg: AppArgs, i: int) -> Deployment:
-    return FaissShard.options(name=f"FaissShard{i}", ray_actor_options={"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0})
+    options = {"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0, "resources": dict(cfg.shard_resources)}
+    return FaissShard.options(name=f"FaissShard{i}", ray_actor_options=options)
 
 
 def deployment_names(cfg: AppArgs) -> set[str]:
