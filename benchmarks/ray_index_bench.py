@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sys
@@ -56,6 +57,8 @@ def main() -> int:
 
     from codeintel.indexing.distributed import RayExecutor
 
+    logging.getLogger("ray").setLevel(logging.ERROR)
+
     settings = Settings()
     work = Path(tempfile.mkdtemp(prefix="codeintel-raybench-"))
     runs = [build("single process", Indexer(settings, cache_path=work / "c0.duckdb"), repo, work)]
@@ -85,7 +88,8 @@ def main() -> int:
     stem = out / f"ray-index-{result['date']}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Indexing on Ray Data vs one process ({result['date']})", "",
-             f"`python benchmarks/ray_index_bench.py` on {repo.name} ({result['machine']}, CPU embedder); cold builds; "
+             f"`python benchmarks/ray_index_bench.py` on {repo.parent.name}@{repo.name[:8]} ({result['machine']}, CPU embedder); cold builds "
+             "(the single process also starts the Lucene JVM, the Ray builds find it started); "
              f"Ray start {result['ray_start_s']} s (not in the builds); same chunk ids in every build: {same}.", "",
              "| build | chunks | s | chunks/s | parse + embed s | driver (serial) s |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['label']} | {r['chunks']} | {r['seconds']} | {r['chunks_per_s']} | {r['parallel_s']} | {r['serial_s']} |" for r in runs]

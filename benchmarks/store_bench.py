@@ -43,6 +43,8 @@ def cold_start(store: ArtifactStore, name: str, work: Path) -> dict:
     for backend in backends:
         backend.check()  # each one's first real read: a probe search, a BM25 query, a catalog count
     first = time.perf_counter() - t
+    for backend in backends:
+        backend.pool.close()
     size = sum(p.stat().st_size for p in (work / "cache" / name).rglob("*") if p.is_file())
     return {"pull_s": round(pulled, 2), "open_s": round(opened, 2), "first_search_s": round(first, 2),
             "bytes": size, "pull_MBps": round(size / pulled / 1e6, 1)}

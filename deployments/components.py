@@ -35,6 +35,11 @@ class _Swappable:
     def check_health(self) -> None:
         self.check()
 
+    def __del__(self) -> None:  # Serve calls this when the replica shuts down: give its leases back now
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.close()
+
 
 # Back ends of one search: a request waits in the replica's own queue rather than in the caller's
 # router, whose retries back off when a replica is full (max_ongoing_requests); per-call access logs

@@ -189,6 +189,9 @@ def test_backends_serve_from_the_store_with_leases_and_follow_its_current(store,
     assert hydrator.query_by_ids(ids[:1], Scope(), second.name)[0].id == ids[0]
     assert set(store.leased(60)) == {first.name, second.name}  # both open (keep=2) in this process
     assert not (tmp_path / "no-index-here").exists() and (tmp_path / "node-b" / second.name).is_dir()
+    for backend in (hydrator, lexical, shard):  # a replica shutting down gives its leases back at once
+        backend.pool.close()
+    assert store.leased(60) == {}
 
 
 def test_a_writer_on_a_fresh_node_starts_from_the_store_and_publishes_to_it(tmp_path, real_embedder):

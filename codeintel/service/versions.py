@@ -174,17 +174,25 @@ class VersionPool(Generic[S]):
         if index_dir == self.index_dir or self.store.uri:
             return
         with self._lock:
-            retired, self._open, self.index_dir = list(self._open.values()), {}, index_dir
-            self.source = version_source(index_dir, self.store)
-            for entry in retired:
-                entry.retired = True
-                self._close_if_idle(entry)
+            self._retire_all()
+            self.index_dir, self.source = index_dir, version_source(index_dir, self.store)
         with self.use(None):
             pass
 
     def versions(self) -> list[str]:
         with self._lock:
             return sorted(self._open)
+
+    def close(self) -> None:
+        """Retire every open version (each closes once its calls end): releases leases at shutdown."""
+        with self._lock:
+            self._retire_all()
+
+    def _retire_all(self) -> None:
+        retired, self._open = list(self._open.values()), {}
+        for entry in retired:
+            entry.retired = True
+            self._close_if_idle(entry)
 
     def _acquire(self, name: str | None) -> _Open[S]:
         name = name or self.source.current()
