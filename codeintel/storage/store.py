@@ -165,6 +165,8 @@ class ArtifactStore:
                 return f.read().decode().strip() or None
         except FileNotFoundError:
             return None
+        except OSError as exc:  # unreachable, refused, bad credentials: every request's pin says so
+            raise StoreError(f"cannot read CURRENT from the store {self.uri}: {exc}") from None
 
     def versions(self) -> list[str]:
         """Published versions (those whose CHECKSUMS is written), oldest name first."""
