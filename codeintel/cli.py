@@ -164,7 +164,8 @@ def cmd_index(args) -> int:
         if args.ray is not None:
             from codeintel.indexing.distributed import RayExecutor
 
-            _local_ray_env()
+            if not args.ray:
+                _local_ray_env()  # a cluster given by address keeps its token auth
             executor = RayExecutor(settings, address=args.ray or None, workers=args.workers)
         elif args.workers is not None:
             raise InputError("--workers goes with --ray")

@@ -161,6 +161,7 @@ def test_shards_on_another_node_serve_from_the_store_through_a_reindex_and_a_nod
     assert r.status_code == 200 and r.json()["version"] == cluster["first"] and not r.json().get("skipped_retrievers")
     # the shard node pulled the version from the store into its own cache; it has no index directory
     assert (cluster["shard_cache"] / cluster["first"] / "manifest.json").is_file()
+    assert (cluster["head_cache"] / cluster["first"] / "manifest.json").is_file()  # BM25 and the catalog read the store too
     assert len(store.leased(60)[cluster["first"]]) >= 4  # 2 shards there, hydrator and BM25 here
 
     # 1. reindex while serving: the writer (head) builds, publishes to the store; every node follows
