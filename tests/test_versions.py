@@ -55,3 +55,41 @@ def test_a_retired_version_closes_when_its_last_call_ends(tmp_path, real_embedde
         with pool.use(None) as newer:  # opening the new version retires the old one, still in use here
             assert newer != first and closed == []
     assert closed == [first] and pool.versions() == [newer]
+
+
+def test_opening_a_version_never_blocks_calls_on_an_open_one(tmp_path, real_embedder):
+    """A pull from the store takes seconds: calls pinned to the version already open go on meanwhile,
+    and concurrent calls for the new version wait for its one opener."""
+    import threading
+
+    repo, index = write_tree(tmp_path / "repo", SMALL_REPO), tmp_path / "idx"
+    indexer = Indexer(embedder=real_embedder)
+    indexer.run(repo, index)
+    first = IndexLayout(index).current_name()
+    gate, opened = threading.Event(), []
+
+    def slow_open(paths, manifest):
+        if paths.name != first:
+            gate.wait(30)
+        opened.append(paths.name)
+        return paths.name
+
+    pool = VersionPool(str(index), slow_open)
+    (repo / "app/more.py").write_text("def more():\n    return 2\n")
+    indexer.run(repo, index)
+    second = IndexLayout(index).current_name()
+    got: list[str] = []
+
+    def call() -> None:
+        with pool.use(second) as state:
+            got.append(state)
+
+    callers = [threading.Thread(target=call) for _ in range(3)]
+    for t in callers:
+        t.start()
+    with pool.use(first) as state:  # not held up by the opener of the second version
+        assert state == first and got == []
+    gate.set()
+    for t in callers:
+        t.join(30)
+    assert got == [second] * 3 and opened == [first, second] and pool.versions() == [first, second]

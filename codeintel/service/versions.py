@@ -147,6 +147,7 @@ class VersionPool(Generic[S]):
         self._open_state, self._close_state, self.keep = open, close, keep
         self._lock = threading.Lock()
         self._open: dict[str, _Open[S]] = {}
+        self._opening: dict[str, threading.Lock] = {}
         self.index_dir, self.store = index_dir, store
         self.source = version_source(index_dir, store)
         with self.use(None):  # open CURRENT now: a broken index fails at start, not on the first request
@@ -157,8 +158,7 @@ class VersionPool(Generic[S]):
         """The state of version ``name`` (None: CURRENT), held open for the duration of the block.
 
         Raises VersionGoneError when ``name`` was pruned before this process opened it."""
-        with self._lock:
-            entry = self._acquire(name)
+        entry = self._acquire(name)
         try:
             yield entry.state
         finally:
@@ -193,21 +193,47 @@ class VersionPool(Generic[S]):
             self._close_if_idle(entry)
 
     def _acquire(self, name: str | None) -> _Open[S]:
-        name = name or self.source.current()
-        entry = self._open.get(name)
-        if entry is None:
-            paths, release = self.source.acquire(name)
+        """The open entry of ``name``, one reference taken. A version is pulled and opened outside the
+        pool's lock (a pull from a store takes seconds): calls on versions already open never wait for it,
+        and calls on the same version wait for the one opener."""
+        with self._lock:
+            name = name or self.source.current()
+            if (entry := self._take(name)) is not None:
+                return entry
+            source, opening = self.source, self._opening.setdefault(name, threading.Lock())
+        with opening:
+            with self._lock:
+                if (entry := self._take(name)) is not None:
+                    return entry
             try:
-                state = self._open_state(paths, paths.read_manifest())
+                paths, release = source.acquire(name)
+                try:
+                    state = self._open_state(paths, paths.read_manifest())
+                except BaseException:
+                    release()
+                    raise
             except BaseException:
-                release()
+                with self._lock:
+                    self._opening.pop(name, None)
                 raise
-            entry = self._open[name] = _Open(state, release)
-        entry.refs += 1
-        for old in sorted(self._open)[: -self.keep]:  # names sort by build time
-            retired = self._open.pop(old)
-            retired.retired = True
-            self._close_if_idle(retired)
+            with self._lock:  # installed and no longer opening in one step: no second opener slips in
+                self._opening.pop(name, None)
+                entry = _Open(state, release)
+                entry.refs = 1
+                if source is not self.source or name in self._open:  # switched, or another opener won: serve this call, then close
+                    entry.retired = True
+                    return entry
+                self._open[name] = entry
+                for old in sorted(self._open)[: -self.keep]:  # names sort by build time
+                    retired = self._open.pop(old)
+                    retired.retired = True
+                    self._close_if_idle(retired)
+                return entry
+
+    def _take(self, name: str) -> _Open[S] | None:
+        entry = self._open.get(name)
+        if entry is not None:
+            entry.refs += 1
         return entry
 
     def _close_if_idle(self, entry: _Open[S]) -> None:
