@@ -129,6 +129,7 @@ def version_source(index_dir: str, store: StoreSettings) -> VersionSource:
     """The artifact store when one is configured (every node serves from it), else the index directory."""
     return StoreVersions(store) if store.uri else LocalVersions(index_dir)
 
+
 S = TypeVar("S")
 
 
