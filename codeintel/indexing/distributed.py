@@ -52,6 +52,8 @@ class RayExecutor:
     else one per node); each CPU actor gets an equal share of the cluster's CPUs as its threads."""
 
     def __init__(self, settings: Settings, address: str | None = None, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise InputError("--workers must be at least 1")
         import ray
         import ray.data
 
@@ -70,8 +72,6 @@ class RayExecutor:
         self.gpu = settings.engines.embedder == "vllm" and settings.engines.vllm_device == "gpu"
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         self.workers = workers or (max(1, int(resources.get("GPU", 0))) if self.gpu else max(1, nodes))
-        if workers is not None and workers < 1:
-            raise InputError("--workers must be at least 1")
         self.threads = max(1, int(resources.get("CPU", 1)) // self.workers)
 
     def parse(self, repo: str, files: Sequence[SourceFile], settings: ChunkSettings, progress: ProgressFn,

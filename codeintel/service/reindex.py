@@ -31,6 +31,7 @@ class ReindexJobs:
     def __init__(self, index_dir: str, indexer: Callable[[], Indexer] = Indexer, history: int = 20,
                  store: StoreSettings = StoreSettings()) -> None:
         self.index_dir, self.history, self.store = index_dir, history, store
+        self._artifacts = ArtifactStore(store.uri) if store.uri else None  # where versions are published
         self._make_indexer = indexer
         self._indexer: Indexer | None = None
         self.jobs: dict[str, dict] = {}
@@ -40,8 +41,8 @@ class ReindexJobs:
     def start(self, rebuild: bool = False) -> dict:
         """Start a reindex of the indexed repository; the job's state. ``rebuild`` ignores the
         previous version (the way back from a damaged one). IndexLockedError while one runs."""
-        if self.store.uri:
-            seed_index(Path(self.index_dir), ArtifactStore(self.store.uri))
+        if self._artifacts is not None:
+            seed_index(Path(self.index_dir), self._artifacts)
         root = Path(IndexLayout(self.index_dir).current().read_manifest().repo.root)
         with self._lock:
             running = [j for j in self.jobs.values() if j["state"] == "running"]
@@ -66,10 +67,10 @@ class ReindexJobs:
             report = self._indexer.run(root, self.index_dir, rebuild=rebuild, progress=progress)
             summary = msgspec.to_builtins(report)
             summary["skipped_files"] = summary["skipped_files"][:50]
-            if self.store.uri:
+            if self._artifacts is not None:
                 job.update(stage="publish")
-                summary["store"] = self.store.uri
-                summary["version"] = publish_current(Path(self.index_dir), ArtifactStore(self.store.uri), self.store)
+                summary["store"] = self._artifacts.uri
+                summary["version"] = publish_current(Path(self.index_dir), self._artifacts, self.store)
             outcome = {"state": "done", "stage": "published", "summary": summary}
         except CodeIntelError as exc:
             outcome = {"state": "failed", "error": str(exc)}

@@ -94,10 +94,6 @@ class StoreVersions:
 
         return VersionPaths(path), release
 
-    def held(self) -> list[str]:
-        with self._lock:
-            return sorted(self._held)
-
     def _hold(self, name: str) -> None:
         with self._lock:  # the lease object's write and delete happen in the order of holds and drops
             if name not in self._held:

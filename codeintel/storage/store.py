@@ -304,7 +304,7 @@ class VersionCache:
         return sorted(p.name for p in self.dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def pinned(self) -> list[str]:
-        """Versions a request holds now: what this node would report to the writer as in use."""
+        """Versions a request of this process holds now (the store learns of them through leases)."""
         with self._lock:
             return sorted(n for n, pins in self._pins.items() if pins > 0)
 
