@@ -40,6 +40,7 @@ from codeintel.storage.graph import DEF_SCHEMA, REF_SCHEMA, load_graph_tables  #
 from codeintel.storage.dense import DenseIndex  # noqa: E402
 from codeintel.storage.layout import FORMAT_VERSION, IndexLayout, IndexManifest, RepoRecord, now_iso  # noqa: E402
 from codeintel.storage.lexical import LexicalDoc, LexicalIndex  # noqa: E402
+from report import markdown_table, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT = 18800
@@ -212,21 +213,19 @@ def main() -> int:
         serve.shutdown()
         ray.shutdown()
 
-    args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
-    (args.out / f"serve-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [f"# /v1/search through Ray Serve vs in-process, {stamp}", "",
              f"`python benchmarks/serve_bench.py --requests {args.requests} --levels {args.levels} --mode {args.mode}`: {manifest.chunks} chunks ({manifest.dense_type}), "
-             f"mode {args.mode}, k=10, {args.ingress_replicas} ingress replicas, {results['machine']}.", "",
-             "| concurrency | path | p50 ms | p95 ms | p99 ms | QPS | errors |", "|---|---|---|---|---|---|---|"]
+             f"mode {args.mode}, k=10, {args.ingress_replicas} ingress replicas, {results['machine']}.", ""]
+    rows = []
     for c, level in results["levels"].items():
         for path in ("in_process", "serve"):
             r = level[path]
-            lines.append(f"| {c} | {path} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['qps']} | {r.get('errors', {})} |")
+            rows.append([c, path, r["p50_ms"], r["p95_ms"], r["p99_ms"], r["qps"], r.get("errors", {})])
         ratio = level["serve"]["p50_ms"] / max(level["in_process"]["p50_ms"], 1e-9)
-        lines.append(f"| {c} | serve / in-process p50 | {ratio:.2f}x | | | | |")
-    (args.out / f"serve-{stamp}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        rows.append([c, "serve / in-process p50", f"{ratio:.2f}x", "", "", "", ""])
+    lines += markdown_table(["concurrency", "path", "p50 ms", "p95 ms", "p99 ms", "QPS", "errors"], rows)
+    write_report(args.out, f"serve-{stamp}", results, lines)
     return 0
 
 

@@ -11,7 +11,6 @@ DuckDB catalog, as Serve starts them) and their first reads. Loopback S3 measure
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from codeintel.storage.layout import IndexLayout  # noqa: E402
+from report import markdown_table, write_report  # noqa: E402
 from codeintel.storage.store import ArtifactStore, VersionCache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,16 +87,13 @@ def main() -> int:
         finally:
             if server is not None:
                 server.stop()
-    args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
-    (args.out / f"store-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [f"# Cold start from the artifact store, {stamp}", "",
-             f"`python benchmarks/store_bench.py`: version of {manifest.chunks} chunks, {results['machine']}; a fresh node-local cache.", "",
-             "| store | MB | publish s | pull + verify s | MB/s | open s (shard, BM25, catalog) | first reads s |", "|---|---|---|---|---|---|---|"]
-    for label, r in results["stores"].items():
-        lines.append(f"| {label} | {r['bytes'] / 1e6:.0f} | {r['publish_s']} | {r['pull_s']} | {r['pull_MBps']} | {r['open_s']} | {r['first_search_s']} |")
-    (args.out / f"store-{stamp}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+             f"`python benchmarks/store_bench.py`: version of {manifest.chunks} chunks, {results['machine']}; a fresh node-local cache.", ""]
+    lines += markdown_table(["store", "MB", "publish s", "pull + verify s", "MB/s", "open s (shard, BM25, catalog)", "first reads s"],
+                            [[label, f"{r['bytes'] / 1e6:.0f}", r["publish_s"], r["pull_s"], r["pull_MBps"], r["open_s"], r["first_search_s"]]
+                             for label, r in results["stores"].items()])
+    write_report(args.out, f"store-{stamp}", results, lines)
     return 0
 
 
