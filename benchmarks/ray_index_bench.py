@@ -11,7 +11,6 @@ for 1M chunks on N nodes is projected. Writes JSON and a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -28,6 +27,7 @@ from codeintel.config import Settings  # noqa: E402
 from codeintel.indexing.pipeline import Indexer  # noqa: E402
 from codeintel.storage.chunks import read_chunk_table  # noqa: E402
 from codeintel.storage.layout import IndexLayout  # noqa: E402
+from report import markdown_table, write_report  # noqa: E402
 
 DEFAULT_REPO = Path(__file__).resolve().parents[2] / "evaltrees" / "pallets__flask" / "4c288bc97ea371817199908d0d9b12de9dae327e"
 PARALLEL = ("chunk", "embed")  # the stages an executor runs; the rest is the driver's
@@ -61,10 +61,13 @@ def main() -> int:
 
     settings = Settings()
     work = Path(tempfile.mkdtemp(prefix="codeintel-raybench-"))
-    runs = [build("single process", Indexer(settings, cache_path=work / "c0.duckdb"), repo, work)]
+    # Ray first: ray.init() installs a SIGSEGV handler over the Lucene JVM's if the JVM already runs in
+    # this process (HotSpot uses SIGSEGV internally); started after Ray, the JVM chains to it. Ray idles
+    # during the single-process build.
     t = time.perf_counter()
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - t
+    runs = [build("single process", Indexer(settings, cache_path=work / "c0.duckdb"), repo, work)]
     for workers in (1, 2):
         executor = RayExecutor(settings, workers=workers)
         runs.append(build(f"Ray Data, {workers} actor{'s' if workers > 1 else ''}", Indexer(settings, cache_path=work / f"c{workers}.duckdb",
@@ -83,21 +86,15 @@ def main() -> int:
     result = {"repo": str(repo), "machine": f"{platform.machine()}, {os.cpu_count()} cores", "ray_start_s": round(ray_start, 1),
               "same_chunk_ids": same, "runs": runs, "projected_hours_1M_chunks_by_nodes": projection,
               "date": time.strftime("%Y-%m-%d")}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"ray-index-{result['date']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Indexing on Ray Data vs one process ({result['date']})", "",
              f"`python benchmarks/ray_index_bench.py` on {repo.parent.name}@{repo.name[:8]} ({result['machine']}, CPU embedder); cold builds "
-             "(the single process also starts the Lucene JVM, the Ray builds find it started); "
-             f"Ray start {result['ray_start_s']} s (not in the builds); same chunk ids in every build: {same}.", "",
-             "| build | chunks | s | chunks/s | parse + embed s | driver (serial) s |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['label']} | {r['chunks']} | {r['seconds']} | {r['chunks_per_s']} | {r['parallel_s']} | {r['serial_s']} |" for r in runs]
-    lines += ["", "Projected hours for 1M chunks by CPU nodes like this one (one actor each; the driver's part does not divide):", "",
-              "| nodes | " + " | ".join(str(n) for n in projection) + " |", "|---" * (len(projection) + 1) + "|",
-              "| hours | " + " | ".join(str(h) for h in projection.values()) + " |"]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+             "(the single process also starts the Lucene JVM, the Ray builds find it started; Ray idles beside it); "
+             f"Ray start {result['ray_start_s']} s (not in the builds); same chunk ids in every build: {same}.", ""]
+    lines += markdown_table(["build", "chunks", "s", "chunks/s", "parse + embed s", "driver (serial) s"],
+                            [[r["label"], r["chunks"], r["seconds"], r["chunks_per_s"], r["parallel_s"], r["serial_s"]] for r in runs])
+    lines += ["", "Projected hours for 1M chunks by CPU nodes like this one (one actor each; the driver's part does not divide):", ""]
+    lines += markdown_table(["nodes", *map(str, projection)], [["hours", *projection.values()]])
+    write_report(Path(args.out), f"ray-index-{result['date']}", result, lines)
     return 0
 
 
