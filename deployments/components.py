@@ -7,6 +7,8 @@ Engines and settings are injected by the graph builder; tests bind their own gra
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 from ray import serve
 
@@ -20,7 +22,7 @@ from codeintel.service.scopes import create_registry
 from codeintel.indexing.pipeline import Indexer
 from codeintel.storage.scope import Scope
 
-__all__ = ["EmbedderDeployment", "FaissShard", "LexicalRetriever", "Hydrator", "IndexWriter", "RerankerDeployment", "ScopeStore", "Generator"]
+__all__ = ["FAST_PATH", "EmbedderDeployment", "FaissShard", "LexicalRetriever", "Hydrator", "IndexWriter", "RerankerDeployment", "ScopeStore", "Generator"]
 
 
 class _Swappable:
@@ -41,11 +43,18 @@ class _Swappable:
             pool.close()
 
 
+# The replicas on a search's path run user code and their handles' router on the replica's own
+# event loop instead of a thread and a loop of their own: every hop then costs fewer thread
+# hand-offs on each side (Serve's "throughput-optimized" settings; on 2 cores they took a search at
+# concurrency 1 from ~115 to ~85 ms: benchmarks/results/serve-2026-12-03-coalesced.md).
+FAST_PATH = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}
+
 # Back ends of one search: a request waits in the replica's own queue rather than in the caller's
 # router, whose retries back off when a replica is full (max_ongoing_requests); per-call access logs
 # are the ingress's to write, not theirs (on 2 cores both cost the search at concurrency 8:
 # benchmarks/results/serve-2026-12-03-*.md).
-_BACKEND = {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 32, "logging_config": {"enable_access_log": False}}
+_BACKEND = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": FAST_PATH}, "max_ongoing_requests": 32,
+            "logging_config": {"enable_access_log": False}}
 
 
 @serve.deployment(name="Embedder", **_BACKEND)
@@ -60,11 +69,12 @@ class EmbedderDeployment:
     async def embed_queries(self, queries: list[str]) -> np.ndarray:
         if len(queries) == 1:
             return (await self._embed_together(queries[0]))[None, :]
-        return self.engine.embed_queries(queries)
+        return await asyncio.to_thread(self.engine.embed_queries, queries)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _embed_together(self, queries: list[str]) -> list[np.ndarray]:
-        return list(self.engine.embed_queries(queries))
+        # off the replica's event loop (FAST_PATH runs user code there): the next batch gathers meanwhile
+        return list(await asyncio.to_thread(self.engine.embed_queries, queries))
 
     def info(self) -> dict:
         return {"dim": self.engine.contract.dim, "model_id": self.engine.contract.model_id}

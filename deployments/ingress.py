@@ -28,6 +28,7 @@ from codeintel.errors import CodeIntelError, Problem, ReplicaLostError
 from codeintel.retrieval.plan import MAX_K, MAX_QUERY_CHARS, Mode, SearchRequest
 from codeintel.retrieval.query import PreparedQuery
 from codeintel.retrieval.search import SearchPipeline, ask_idempotent
+from codeintel.service.coalesce import Call, Coalescer
 from codeintel.service.metrics import ServiceMetrics
 from codeintel.service.problems import install_problem_handlers
 from codeintel.service.readiness import PROBES, probe_error, readiness, status_headline
@@ -35,6 +36,7 @@ from codeintel.storage.catalog import ChunkRow
 from codeintel.service.versions import version_source
 from codeintel.storage.scope import Scope
 from codeintel.storage.source import MAX_LINES
+from deployments.components import FAST_PATH
 
 __all__ = ["Ingress", "IngressConfig", "api"]
 
@@ -144,11 +146,24 @@ async def _remote(method, *args):
 
 
 class _ServePorts:
-    """The search pipeline's ports over deployment handles (codeintel.retrieval.search.SearchPorts)."""
+    """The search pipeline's ports over deployment handles (codeintel.retrieval.search.SearchPorts).
+
+    The calls of the searches running in this replica travel to each back end together
+    (codeintel.service.coalesce): on 2 cores the fixed cost of a hop, not the work, is most of what
+    the graph adds to a search (benchmarks/results/serve-*.md)."""
 
     def __init__(self, ingress: "Ingress") -> None:
         self.ingress = ingress
         self.shards = len(ingress.shards)
+        batch = ingress.metrics.backend_batch
+        self._embedder = Coalescer(self._embed_many, observe=batch.labels("embedder").observe)
+        self._shards = [_coalesced(s, batch.labels(f"faiss_shard_{i}").observe) for i, s in enumerate(ingress.shards)]
+        self._lexical = _coalesced(ingress.lexical, batch.labels("lexical").observe)
+        self._hydrator = _coalesced(ingress.hydrator, batch.labels("hydrator").observe)
+
+    async def _embed_many(self, calls: list[Call]) -> list[np.ndarray]:
+        vectors = await _remote(self.ingress.embedder.embed_queries, [args[0] for _, args in calls])
+        return [vectors[i : i + 1] for i in range(len(calls))]
 
     async def pin(self) -> str:
         return self.ingress.versions.current()
@@ -157,38 +172,44 @@ class _ServePorts:
         return await _remote(self.ingress.scopes.get, session_id)
 
     async def scope_ids(self, scope: Scope, version: str) -> list[int]:
-        return await _remote(self.ingress.hydrator.ids_in_scope, scope, version)
+        return await self._hydrator.call("ids_in_scope", scope, version)
 
     async def embed(self, text: str) -> np.ndarray:
-        return await _remote(self.ingress.embedder.embed_queries, [text])
+        return await self._embedder.call("embed_queries", text)
 
     async def dense(self, shard: int, vector: np.ndarray, k: int, allowed: list[int] | None, version: str) -> list[tuple[int, float]]:
-        return await _remote(self.ingress.shards[shard].search, vector, k, allowed, version)
+        return await self._shards[shard].call("search", vector, k, allowed, version)
 
     async def lexical(self, query: PreparedQuery, k: int, allowed: frozenset[int] | None, version: str) -> list[tuple[int, float]]:
-        return await _remote(self.ingress.lexical.retrieve, query, k, allowed, version)
+        return await self._lexical.call("retrieve", query, k, allowed, version)
 
     async def path_ids(self, paths: tuple[str, ...], limit: int, version: str) -> list[int]:
-        return await _remote(self.ingress.hydrator.ids_for_paths, paths, limit, version)
+        return await self._hydrator.call("ids_for_paths", paths, limit, version)
 
     async def symbol_ids(self, names: tuple[str, ...], version: str) -> list[int]:
-        return await _remote(self.ingress.hydrator.symbol_ids, names, version)
+        return await self._hydrator.call("symbol_ids", names, version)
 
     async def callee_ids(self, ids: list[int], limit: int, version: str) -> list[int]:
-        return await _remote(self.ingress.hydrator.callee_ids, ids, limit, version)
+        return await self._hydrator.call("callee_ids", ids, limit, version)
 
     async def hydrate(self, ids: list[int], scope: Scope, version: str) -> list[ChunkRow]:
-        return await _remote(self.ingress.hydrator.query_by_ids, ids, scope, version)
+        return await self._hydrator.call("query_by_ids", ids, scope, version)
 
     async def rerank(self, query: str, passages: list[str]) -> list[float]:
         return await _remote(self.ingress.reranker.score, query, passages)
+
+
+def _coalesced(handle, observe) -> Coalescer:
+    return Coalescer(lambda calls: _remote(handle.call_many, calls), observe=observe)
 
 
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25})
+# The ingress only awaits its back ends: it holds many requests at once (Serve's default of 5 made
+# the proxy retry the sixth with backoff), and the more it holds, the more of their calls travel together.
+@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25, "runtime_env": FAST_PATH}, max_ongoing_requests=64)
 @serve.ingress(api)
 class Ingress:
     def __init__(self, embedder, shards: list, lexical, hydrator, reranker, scopes, generator, writer,

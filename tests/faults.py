@@ -9,11 +9,14 @@ from __future__ import annotations
 from ray import serve
 
 from codeintel.service.backends import ShardBackend
+from codeintel.service.coalesce import Batchable
 
 
 @serve.deployment(name="LexicalRetriever", ray_actor_options={"num_cpus": 0.1})
-class FailingLexical:
+class FailingLexical(Batchable):
     """A BM25 retriever whose every call fails, while its replica stays up (a broken engine, not a dead process)."""
+
+    BATCHED = frozenset({"retrieve"})
 
     def retrieve(self, *args, **kwargs):
         raise RuntimeError("lexical retriever failing (test fault)")

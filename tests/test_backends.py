@@ -43,3 +43,26 @@ def test_health_checks_read_the_current_version(tmp_path, real_embedder):
     Indexer(embedder=real_embedder).run(write_tree(tmp_path / "repo", SMALL_REPO), tmp_path / "idx")
     for backend in (HydratorBackend(str(tmp_path / "idx")), LexicalBackend(str(tmp_path / "idx")), ShardBackend(str(tmp_path / "idx"))):
         backend.check()
+
+
+def test_calls_that_travel_together_get_the_answers_they_would_get_alone(tmp_path, real_embedder):
+    Indexer(embedder=real_embedder).run(write_tree(tmp_path / "repo", SMALL_REPO), tmp_path / "idx")
+    shard, hydrator, lexical = ShardBackend(str(tmp_path / "idx")), HydratorBackend(str(tmp_path / "idx")), LexicalBackend(str(tmp_path / "idx"))
+    version = hydrator.info()["version"]
+    vectors = real_embedder.embed_queries(["json configuration", "load settings", "http client"])
+    some = [i for i, _ in shard.search(vectors[:1], 4)]
+    calls = [("search", (vectors[0:1], 5, None, version)), ("search", (vectors[1:2], 2, None, None)),
+             ("search", (vectors[2:3], 5, some, version)), ("search", (vectors[2:3], 3, None, "no-such-version"))]
+    answers = shard.call_many(calls)  # the unscoped ones in one FAISS pass per version
+    assert answers[0] == shard.search(vectors[0:1], 5, None, version)
+    assert answers[1] == shard.search(vectors[1:2], 2)
+    assert answers[2] == shard.search(vectors[2:3], 5, some, version) and {i for i, _ in answers[2]} <= set(some)
+    assert isinstance(answers[3], Exception)  # that call's failure, not the batch's
+
+    query = prepare_query("load json config")
+    assert lexical.call_many([("retrieve", (query, 5, None, version))]) == [lexical.retrieve(query, 5, None, version)]
+    ids = [i for i, _ in answers[0]]
+    rows, symbols = hydrator.call_many([("query_by_ids", (ids, Scope(), version)), ("symbol_ids", (("load_config",), version))])
+    assert [r.id for r in rows] == [r.id for r in hydrator.query_by_ids(ids, Scope(), version)]
+    assert symbols and symbols == hydrator.symbol_ids(("load_config",), version)
+    assert isinstance(hydrator.call_many([("file_lines", ("x.py", 1, 2, 10))])[0], Exception)  # not a batched read

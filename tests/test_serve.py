@@ -136,6 +136,8 @@ def test_ready_status_metrics_and_docs(client):
     client.post("/faulty/v1/search", json={"query": "logging", "k": 1})  # one ingress replica: its /metrics saw it
     metrics = client.get("/faulty/metrics").text
     assert "codeintel_stage_seconds_bucket" in metrics and "codeintel_requests_total" in metrics
+    # each back end's calls go out coalesced; how many each carried is there for operators to see
+    assert 'codeintel_backend_batch_calls_count{backend="hydrator"}' in metrics and 'codeintel_backend_batch_calls_count{backend="embedder"}' in metrics
     assert client.get("/openapi.json").json()["paths"]["/v1/search"]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import msgspec
 import numpy as np
@@ -17,6 +18,7 @@ from codeintel.config import Settings
 from codeintel.errors import NotIndexedError
 from codeintel.retrieval.query import PreparedQuery
 from codeintel.retrieval.retrievers import lexical_hits
+from codeintel.service.coalesce import Batchable, Call
 from codeintel.service.versions import VersionPool
 from codeintel.storage.catalog import Catalog, ChunkRow
 from codeintel.storage.chunks import embeddings_of, read_chunk_table
@@ -32,8 +34,10 @@ __all__ = ["ShardBackend", "LexicalBackend", "HydratorBackend"]
 Hits = list[tuple[int, float]]
 
 
-class ShardBackend:
+class ShardBackend(Batchable):
     """Shard ``shard`` of ``num_shards``: the vectors whose chunk id % num_shards == shard."""
+
+    BATCHED = frozenset({"search"})
 
     def __init__(self, index_dir: str, shard: int = 0, num_shards: int = 1, use_gpu: bool | None = None,
                  settings: Settings = Settings()) -> None:
@@ -55,6 +59,30 @@ class ShardBackend:
         selector = None if allowed is None else np.asarray(allowed, dtype=np.int64)
         with self.pool.use(version) as index:
             return index.search(vector, k, allowed=selector)[0]
+
+    def call_many(self, calls: Sequence[Call]) -> list[Any]:
+        """The unscoped searches among ``calls`` go through FAISS in one pass per version: a flat
+        scan is bound by memory bandwidth, so four queries in one pass cost about what one costs."""
+        groups: dict[str | None, list[int]] = {}
+        for i, (name, args) in enumerate(calls):
+            if name == "search" and len(args) == 4 and args[2] is None:
+                groups.setdefault(args[3], []).append(i)
+        together = {i for rows in groups.values() for i in rows}
+        out: list[Any] = [None] * len(calls)
+        alone = [i for i in range(len(calls)) if i not in together]
+        for i, result in zip(alone, super().call_many([calls[i] for i in alone]), strict=True):
+            out[i] = result
+        for version, rows in groups.items():
+            try:
+                k = max(calls[i][1][1] for i in rows)
+                with self.pool.use(version) as index:
+                    found = index.search(np.concatenate([calls[i][1][0] for i in rows]), k)
+                for i, hits in zip(rows, found, strict=True):
+                    out[i] = hits[: calls[i][1][1]]
+            except Exception as exc:
+                for i in rows:
+                    out[i] = exc
+        return out
 
     def info(self) -> dict:
         with self.pool.use(None) as index:
@@ -78,8 +106,10 @@ class _Lexical:
     docs: int
 
 
-class LexicalBackend:
+class LexicalBackend(Batchable):
     """BM25 over Lucene; one JVM per process, started with the configured heap."""
+
+    BATCHED = frozenset({"retrieve"})
 
     def __init__(self, index_dir: str, settings: Settings = Settings()) -> None:
         self.settings = settings
@@ -110,8 +140,10 @@ class _Catalog:
     parquet_dim: int
 
 
-class HydratorBackend:
+class HydratorBackend(Batchable):
     """The DuckDB catalog: hydrate ids with the scope in SQL; scope ids, path mentions, files, status."""
+
+    BATCHED = frozenset({"query_by_ids", "ids_in_scope", "ids_for_paths", "symbol_ids", "callee_ids"})
 
     def __init__(self, index_dir: str, settings: Settings = Settings()) -> None:
         self.pool: VersionPool[_Catalog] = VersionPool(index_dir, self._open, lambda state: state.catalog.close(), store=settings.store)

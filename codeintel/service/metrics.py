@@ -33,6 +33,8 @@ class ServiceMetrics:
         self.version_retries = Counter("codeintel_version_retries_total", "Searches re-run because a reindex pruned their index version", registry=r)
         self.faiss_gpu = Gauge("codeintel_faiss_shards_on_gpu", "FAISS shards running on GPU", registry=r)
         self.faiss_shards = Gauge("codeintel_faiss_shards", "FAISS shards", registry=r)
+        self.backend_batch = Histogram("codeintel_backend_batch_calls", "Calls carried by one call to a back end (coalesced)", ["backend"],
+                                       buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=r)
 
     def request(self, endpoint: str, status: int, seconds: float | None = None) -> None:
         self.requests.labels(endpoint, str(status)).inc()
