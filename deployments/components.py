@@ -44,9 +44,10 @@ class _Swappable:
 
 
 # The replicas on a search's path run user code and their handles' router on the replica's own
-# event loop instead of a thread and a loop of their own: every hop then costs fewer thread
-# hand-offs on each side (Serve's "throughput-optimized" settings; on 2 cores they took a search at
-# concurrency 1 from ~115 to ~85 ms: benchmarks/results/serve-2026-12-03-coalesced.md).
+# event loop instead of a thread and a loop of their own: fewer thread hand-offs per hop (two of
+# Serve's "throughput-optimized" settings). On this 2-core VM their effect did not separate from its
+# noise (benchmarks/results/serve-2026-12-03-coalesced-run*.md ran with them); blocking work in an
+# async method must go to a thread (the Embedder's does).
 FAST_PATH = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}
 
 # Back ends of one search: a request waits in the replica's own queue rather than in the caller's
