@@ -21,6 +21,14 @@ class Echo(Batchable):
     def secret(self) -> str:
         return "not for batches"
 
+    def odd(self) -> int:
+        raise Unpicklable()
+
+
+class Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("holds a JVM object")
+
 
 class Backend:
     """A back end one call at a time, answering when the test lets it: records what each call carried."""
@@ -39,6 +47,14 @@ def test_batchable_answers_each_call_and_keeps_failures_apart():
     assert results[0] == 4 and results[3] == 10
     assert isinstance(results[1], ValueError) and str(results[1]) == "bad"
     assert isinstance(results[2], InputError)  # only the listed reads may ride in a batch
+
+
+def test_an_error_that_cannot_travel_is_described_instead():
+    class Odd(Echo):
+        BATCHED = Echo.BATCHED | {"odd"}
+
+    [result] = Odd().call_many([("odd", ())])
+    assert isinstance(result, RuntimeError) and str(result).startswith("Unpicklable")
 
 
 def test_calls_made_together_travel_as_one():

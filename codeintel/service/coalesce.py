@@ -16,6 +16,7 @@ does not fail the requests it travelled with.
 from __future__ import annotations
 
 import asyncio
+import pickle
 from typing import Any, Awaitable, Callable, ClassVar, Sequence
 
 from codeintel.errors import InputError
@@ -40,7 +41,17 @@ class Batchable:
         try:
             return getattr(self, name)(*args)
         except Exception as exc:  # this call's failure, not the batch's
-            return exc
+            return _portable(exc)
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc``, or its description where it cannot travel (a Java exception holds JVM objects):
+    one unpicklable error would otherwise fail every call of the batch."""
+    try:
+        pickle.dumps(exc)
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 class Coalescer:
