@@ -10,7 +10,7 @@ from ray.serve import Application, Deployment
 
 from codeintel.config import GeneratorName, Settings, load_settings
 from codeintel.errors import InputError, ModelUnavailableError
-from deployments.components import FAST_PATH, EmbedderDeployment, FaissShard, Generator, Hydrator, IndexWriter, LexicalRetriever, RerankerDeployment, ScopeStore
+from deployments.components import EmbedderDeployment, FaissShard, Generator, Hydrator, IndexWriter, LexicalRetriever, RerankerDeployment, ScopeStore
 from deployments.ingress import Ingress, IngressConfig
 
 __all__ = ["AppArgs", "Backends", "bind_backends", "bind_ingress", "build_app", "build_graph", "deployment_names"]
@@ -55,7 +55,7 @@ class Backends:
 
 
 def _shard(cfg: AppArgs, i: int) -> Deployment:
-    options = {"num_cpus": 0.25, "num_gpus": 0.5 if cfg.use_gpu else 0, "resources": dict(cfg.shard_resources), "runtime_env": FAST_PATH}
+    options = {**FaissShard.ray_actor_options, "num_gpus": 0.5 if cfg.use_gpu else 0, "resources": dict(cfg.shard_resources)}
     return FaissShard.options(name=f"FaissShard{i}", ray_actor_options=options)
 
 
