@@ -66,10 +66,11 @@ def test_opening_a_version_never_blocks_calls_on_an_open_one(tmp_path, real_embe
     indexer = Indexer(embedder=real_embedder)
     indexer.run(repo, index)
     first = IndexLayout(index).current_name()
-    gate, opened = threading.Event(), []
+    gate, opening, opened = threading.Event(), threading.Event(), []
 
     def slow_open(paths, manifest):
         if paths.name != first:
+            opening.set()
             gate.wait(30)
         opened.append(paths.name)
         return paths.name
@@ -87,6 +88,7 @@ def test_opening_a_version_never_blocks_calls_on_an_open_one(tmp_path, real_embe
     callers = [threading.Thread(target=call) for _ in range(3)]
     for t in callers:
         t.start()
+    assert opening.wait(30)  # the second version's opener is inside its (slow) open now
     with pool.use(first) as state:  # not held up by the opener of the second version
         assert state == first and got == []
     gate.set()
