@@ -42,6 +42,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from deployments import use_serve_env  # noqa: E402
+
+use_serve_env(local=True)  # as `codeintel serve` runs; RAY_SERVE_ENABLE_HA_PROXY=0 RAY_SERVE_THROUGHPUT_OPTIMIZED=0 measures Serve's default
+
 from codeintel.retrieval.metrics import percentile  # noqa: E402
 from codeintel.storage.layout import IndexLayout  # noqa: E402
 

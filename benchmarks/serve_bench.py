@@ -31,6 +31,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from deployments import LOCAL_SERVE_ENV, use_serve_env  # noqa: E402
+
+use_serve_env(local=True)  # as `codeintel serve` runs; RAY_SERVE_ENABLE_HA_PROXY=0 RAY_SERVE_THROUGHPUT_OPTIMIZED=0 measures Serve's default
+
 from codeintel import __version__  # noqa: E402
 from codeintel.config import DEFAULT_MODE, MODES, Settings  # noqa: E402
 from codeintel.indexing.chunking import chunk_id  # noqa: E402
@@ -188,7 +192,8 @@ def main() -> int:
         print(f"assembled {n} chunks in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     manifest = IndexLayout(args.index).current().read_manifest()
     qs = queries()
-    results: dict = {"mode": args.mode, "chunks": manifest.chunks, "dense_type": manifest.dense_type, "machine": f"{os.cpu_count()} cores", "levels": {}}
+    results: dict = {"mode": args.mode, "chunks": manifest.chunks, "dense_type": manifest.dense_type, "machine": f"{os.cpu_count()} cores",
+               "serve_env": {name: os.environ.get(name, "") for name in LOCAL_SERVE_ENV}, "levels": {}}
     levels = [int(c) for c in args.levels.split(",")]
     from codeintel.retrieval.searcher import Searcher
 
@@ -219,7 +224,8 @@ def main() -> int:
     stamp = time.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
     lines = [f"# /v1/search through Ray Serve vs in-process, {stamp}", "",
              f"`python benchmarks/serve_bench.py --requests {args.requests} --levels {args.levels} --mode {args.mode}`: {manifest.chunks} chunks ({manifest.dense_type}), "
-             f"mode {args.mode}, k=10, {args.ingress_replicas} ingress replicas, {results['machine']}; each path first ran {args.warmup} searches unmeasured.", ""]
+             f"mode {args.mode}, k=10, {args.ingress_replicas} ingress replicas, {results['machine']}; each path first ran {args.warmup} searches unmeasured. "
+             f"Serve started with {' '.join(f'{k}={v}' for k, v in results['serve_env'].items())}.", ""]
     rows = []
     for c, level in results["levels"].items():
         for path in ("in_process", "serve"):

@@ -270,7 +270,10 @@ def cmd_serve(args) -> int:
     import signal
     import time
 
+    from deployments import use_serve_env
+
     _local_ray_env()
+    use_serve_env(local=True)  # before Ray starts: its processes read it once
     from codeintel.storage.layout import IndexLayout
 
     IndexLayout(args.index).current().read_manifest()  # fail fast, with one line, on a missing index

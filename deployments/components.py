@@ -22,7 +22,7 @@ from codeintel.service.scopes import create_registry
 from codeintel.indexing.pipeline import Indexer
 from codeintel.storage.scope import Scope
 
-__all__ = ["FAST_PATH", "EmbedderDeployment", "FaissShard", "LexicalRetriever", "Hydrator", "IndexWriter", "RerankerDeployment", "ScopeStore", "Generator"]
+__all__ = ["EmbedderDeployment", "FaissShard", "LexicalRetriever", "Hydrator", "IndexWriter", "RerankerDeployment", "ScopeStore", "Generator"]
 
 
 class _Swappable:
@@ -43,18 +43,11 @@ class _Swappable:
             pool.close()
 
 
-# The replicas on a search's path run user code and their handles' router on the replica's own
-# event loop instead of a thread and a loop of their own: fewer thread hand-offs per hop (two of
-# Serve's "throughput-optimized" settings). On this 2-core VM their effect did not separate from its
-# noise (benchmarks/results/serve-2026-12-03-coalesced-run*.md ran with them); blocking work in an
-# async method must go to a thread (the Embedder's does).
-FAST_PATH = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}}
-
 # Back ends of one search: a request waits in the replica's own queue rather than in the caller's
 # router, whose retries back off when a replica is full (max_ongoing_requests); per-call access logs
 # are the ingress's to write, not theirs (on 2 cores both cost the search at concurrency 8:
 # benchmarks/results/serve-2026-12-03-*.md).
-_BACKEND = {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": FAST_PATH}, "max_ongoing_requests": 32,
+_BACKEND = {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 32,
             "logging_config": {"enable_access_log": False}}
 
 
@@ -74,7 +67,7 @@ class EmbedderDeployment:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _embed_together(self, queries: list[str]) -> list[np.ndarray]:
-        # off the replica's event loop (FAST_PATH runs user code there): the next batch gathers meanwhile
+        # off the replica's event loop (SERVE_ENV runs user code there): the next batch gathers meanwhile
         return list(await asyncio.to_thread(self.engine.embed_queries, queries))
 
     def info(self) -> dict:

@@ -8,6 +8,8 @@ and turns results into responses.
 
 import asyncio
 import json
+import logging
+import os
 import time
 from typing import AsyncIterator
 
@@ -36,7 +38,7 @@ from codeintel.storage.catalog import ChunkRow
 from codeintel.service.versions import version_source
 from codeintel.storage.scope import Scope
 from codeintel.storage.source import MAX_LINES
-from deployments.components import FAST_PATH
+from deployments import SERVE_ENV
 
 __all__ = ["Ingress", "IngressConfig", "api"]
 
@@ -208,8 +210,8 @@ def _sse(event: str, data: dict) -> str:
 
 
 # The ingress only awaits its back ends: it holds many requests at once (Serve's default of 5 made
-# the proxy retry the sixth with backoff), and the more it holds, the more of their calls travel together.
-@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25, "runtime_env": FAST_PATH}, max_ongoing_requests=64)
+# the proxy hold back the sixth), and the more it holds, the more of their calls travel together.
+@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 @serve.ingress(api)
 class Ingress:
     def __init__(self, embedder, shards: list, lexical, hydrator, reranker, scopes, generator, writer,
@@ -222,6 +224,9 @@ class Ingress:
         api.state.metrics = self.metrics  # one ingress per replica process: the middleware counts into it
         self.pipeline = SearchPipeline(_ServePorts(self), settings.search, self.metrics)
         self.traces = TraceWriter(config.traces_dir) if config.traces_dir else None
+        if any(os.environ.get(name) != value for name, value in SERVE_ENV.items()):  # what this replica's Ray started with
+            logging.getLogger("ray.serve").warning("Ray runs without deployments.SERVE_ENV: each search pays the Python proxy's hop "
+                                                   "(start Ray as serve_config.yaml says)")
 
     def reconfigure(self, user_config: dict) -> None:
         """``user_config: {index_dir}`` (serve_config.yaml) moves request pinning along with the replicas' index swap."""

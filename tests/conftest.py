@@ -16,6 +16,11 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The Serve mode `codeintel serve` runs in (HAProxy ingress, gRPC between replicas), set before any
+# test module imports ray.serve: the handles a graph is built with take their transport from it.
+from deployments import use_serve_env  # noqa: E402
+
+use_serve_env(local=True)
 
 
 def pytest_configure(config) -> None:

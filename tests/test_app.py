@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -66,3 +67,28 @@ def test_settings_come_from_a_config_file_or_inline_not_both(tmp_path):
         msgspec.convert({"index_dir": "idx", "config": str(toml), "settings": {}}, AppArgs).resolved_settings()
     with pytest.raises(InputError, match="config file not found"):
         msgspec.convert({"index_dir": "idx", "config": str(tmp_path / "nope.toml")}, AppArgs).resolved_settings()
+
+
+def test_serve_env_is_set_before_ray_and_an_operators_value_wins(monkeypatch):
+    from deployments import LOCAL_SERVE_ENV, SERVE_ENV, use_serve_env
+
+    for name in LOCAL_SERVE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # an operator turned HAProxy off
+    use_serve_env(local=False)
+    assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+    assert os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == SERVE_ENV["RAY_SERVE_THROUGHPUT_OPTIMIZED"]
+    assert "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S" not in os.environ  # a cluster keeps Ray's drain
+    use_serve_env(local=True)
+    assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == LOCAL_SERVE_ENV["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]
+
+
+def test_cluster_yaml_starts_every_ray_node_with_the_serve_env():
+    """Ray reads SERVE_ENV once, when a node's processes start: every `ray start` must carry it."""
+    from deployments import SERVE_ENV
+
+    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cluster[key] if "ray start" in c]
+    assert len(starts) == 2
+    for command in starts:
+        assert all(f"{name}={value}" in command.split("ray start")[0] for name, value in SERVE_ENV.items()), command

@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from conftest import SMALL_REPO, write_tree
+from deployments import LOCAL_SERVE_ENV
 
 pytestmark = pytest.mark.cluster
 
@@ -95,7 +96,7 @@ def cluster(tmp_path_factory, real_embedder):
     store = ArtifactStore(uri)
     first = publish_current(root / "writer-index", store)
 
-    env = {**os.environ, **creds, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, **creds, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1", **LOCAL_SERVE_ENV}
     env.pop("RAY_ADDRESS", None)
     nodes = Cluster(root, env)
     http_port = _free_port()

@@ -361,3 +361,13 @@ def test_graph_endpoints_answer_by_name_with_scopes_and_problems(client):
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
     bad_scope = client.post("/v1/references", json={"symbol": "x", "scope": {"include": ["../etc"]}})
     assert bad_scope.status_code == 400, bad_scope.text
+
+
+def test_the_app_runs_in_serve_high_throughput_mode(client, serve_url):
+    """HAProxy holds the HTTP port (no Python proxy hop) and hands requests to the ingress replicas' own servers."""
+    import psutil
+
+    assert client.get("/healthz").status_code == 200
+    port = httpx.URL(serve_url).port
+    listening = {c.pid for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    assert {psutil.Process(pid).name() for pid in listening} == {"haproxy"}, listening
