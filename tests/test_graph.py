@@ -170,6 +170,21 @@ def test_callees_of_chunks_resolve_ambiguous_names_through_imports(graph_repo, t
         catalog.close()
 
 
+def test_definition_chunks_keep_the_names_order_and_the_best_definitions_of_each(graph_repo, tmp_path, embedder):
+    index = tmp_path / "index"
+    Indexer(Settings(), embedder=embedder).run(graph_repo, index)
+    graph, catalog = graph_of(index)
+    try:
+        uri_of = dict(catalog.query("SELECT id, uri FROM chunks", []))
+        assert [uri_of[i] for i in graph.definition_chunks(["test_save", "Nowhere", "Store"])] == ["tests/test_store.py", "src/pkg/store.py"]
+        # two methods named save: at most per_name of them, the shorter path first
+        assert [uri_of[i] for i in graph.definition_chunks(["save"], per_name=1)] == ["src/pkg/base.py"]
+        assert [uri_of[i] for i in graph.definition_chunks(["save", "save"])] == ["src/pkg/base.py", "src/pkg/store.py"]
+        assert graph.definition_chunks([]) == []
+    finally:
+        catalog.close()
+
+
 def test_hydrated_rows_carry_how_widely_their_file_is_imported(graph_repo, tmp_path, embedder):
     (graph_repo / "src/pkg/extra.py").write_text("from .base import Base\n\n\nclass Extra(Base):\n    pass\n")
     index = tmp_path / "index"
