@@ -14,8 +14,8 @@ __all__ = ["SERVE_ENV", "LOCAL_SERVE_ENV", "use_serve_env"]
 # replica's own HTTP server (no proxy hop, no call back to the proxy for the body); replica-to-replica
 # calls go over gRPC; user code and handle routers run on each replica's event loop. Ray reads it when
 # each process starts, so it belongs in the environment of `ray start` (cluster.yaml) or of the
-# process that calls ray.init. On 2 cores it cut a search's CPU across the graph from ~78 to ~64 ms and
-# raised QPS at concurrency 8 by about a quarter (benchmarks/results/serve-2026-12-03-haproxy-*.md).
+# process that calls ray.init. On 2 cores it cut a search's CPU across the graph from ~78 to ~64 ms
+# (benchmarks/results/serve-2026-12-03-haproxy-run*.md against -python-proxy.md).
 SERVE_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 # One machine (`codeintel serve`, the tests, the benchmarks): an ingress replica that stops (shutdown,
