@@ -311,12 +311,15 @@ def main(argv: list[str] | None = None) -> int:
         rec = Recorder(time.monotonic())
 
         async def run() -> dict:
-            poller = asyncio.create_task(poll_ready(url, rec, rec.t0 + args.duration + 5))
-            injector = asyncio.create_task(inject(url, rec, index_dir, args.duration, kills))
-            await load(url, rec, args.duration, args.concurrency, args.max_requests)
-            recovery = await injector
-            await poller
-            return recovery
+            try:
+                poller = asyncio.create_task(poll_ready(url, rec, rec.t0 + args.duration + 5))
+                injector = asyncio.create_task(inject(url, rec, index_dir, args.duration, kills))
+                await load(url, rec, args.duration, args.concurrency, args.max_requests)
+                recovery = await injector
+                await poller
+                return recovery
+            finally:  # on this loop: with SERVE_ENV the injector's handle routes on it, and it closes after run()
+                await serve.shutdown_async()
 
         recovery = asyncio.run(run())
     finally:
