@@ -34,12 +34,19 @@ class Backend:
     """A back end one call at a time, answering when the test lets it: records what each call carried."""
 
     def __init__(self, target: Batchable) -> None:
-        self.target, self.calls, self.gate = target, [], asyncio.Event()
+        self.target, self.calls, self.gate, self.arrived = target, [], asyncio.Event(), asyncio.Event()
 
     async def send(self, calls):
         self.calls.append([name for name, _ in calls])
+        self.arrived.set()
         await self.gate.wait()
         return self.target.call_many(calls)
+
+    async def busy(self, coalescer: Coalescer, x: int) -> asyncio.Future:
+        """This back end holding a first call, ``double(x)``: the future of its answer."""
+        first = asyncio.ensure_future(coalescer.call("double", x))
+        await self.arrived.wait()
+        return first
 
 
 def test_batchable_answers_each_call_and_keeps_failures_apart():
@@ -74,9 +81,7 @@ def test_calls_made_while_one_is_out_wait_and_go_together():
     async def run():
         backend = Backend(Echo())
         coalescer = Coalescer(backend.send, max_in_flight=1)
-        first = asyncio.ensure_future(coalescer.call("double", 1))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        first = await backend.busy(coalescer, 1)
         later = [asyncio.ensure_future(coalescer.call("double", i)) for i in (2, 3)]
         await asyncio.sleep(0.01)
         assert len(backend.calls) == 1  # the two later calls wait for the first to come back
@@ -125,8 +130,7 @@ def test_a_caller_that_gives_up_leaves_the_others_their_answers():
     async def run():
         backend = Backend(Echo())
         coalescer = Coalescer(backend.send, max_in_flight=1)
-        blocker = asyncio.ensure_future(coalescer.call("double", 0))
-        await asyncio.sleep(0.01)
+        blocker = await backend.busy(coalescer, 0)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(coalescer.call("double", 1), 0.01)  # gives up while waiting its turn
         waiting = asyncio.ensure_future(coalescer.call("double", 2))
