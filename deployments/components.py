@@ -47,8 +47,7 @@ class _Swappable:
 # router, whose retries back off when a replica is full (max_ongoing_requests); per-call access logs
 # are the ingress's to write, not theirs (on 2 cores both cost the search at concurrency 8:
 # benchmarks/results/serve-2026-12-03-*.md).
-_BACKEND = {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 32,
-            "logging_config": {"enable_access_log": False}}
+_BACKEND = {"ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 32, "logging_config": {"enable_access_log": False}}
 
 
 @serve.deployment(name="Embedder", **_BACKEND)
